@@ -1,0 +1,3 @@
+"""GenXD in JAX/Flax NNX."""
+
+__version__ = "0.1.0"

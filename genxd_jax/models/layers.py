@@ -1,0 +1,103 @@
+"""Leaf layers with PyTorch (diffusers) numerics, channels-last, and logical axis names on every parameter.
+
+Attribute names follow the released checkpoint: a Linear or Conv owns `kernel` and `bias` (PyTorch `weight`
+and `bias`), a norm owns `scale` and `bias`. `genxd_jax.convert.torch_layout` maps between the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class DTypes:
+    """Compute dtype of activations and storage dtype of parameters (norm statistics are always float32)."""
+
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+
+def _torch_default_kernel_init():
+    # PyTorch Linear/Conv default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    return nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _torch_default_bias_init(fan_in: int):
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def linear(in_features: int, out_features: int, *, dt: DTypes, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
+    """A Linear layer; kernel (in, out) labelled ("embed", "mlp"), bias ("mlp",)."""
+    return nnx.Linear(
+        in_features, out_features, use_bias=use_bias, dtype=dt.dtype, param_dtype=dt.param_dtype,
+        kernel_init=_torch_default_kernel_init(), bias_init=_torch_default_bias_init(in_features),
+        kernel_metadata={"sharding": ("embed", "mlp")}, bias_metadata={"sharding": ("mlp",)}, rngs=rngs)
+
+
+def conv(in_features: int, out_features: int, kernel_size: tuple[int, ...], *, dt: DTypes, rngs: nnx.Rngs,
+         strides: int | tuple[int, ...] = 1, padding=None) -> nnx.Conv:
+    """A convolution with PyTorch's symmetric padding (k // 2 per side unless `padding` is given).
+
+    Kernel (*kernel_size, in, out) labelled (None, ..., "embed", "mlp").
+    """
+    if padding is None:
+        padding = tuple((k // 2, k // 2) for k in kernel_size)
+    fan_in = in_features * math.prod(kernel_size)
+    return nnx.Conv(
+        in_features, out_features, kernel_size, strides=strides, padding=padding, dtype=dt.dtype,
+        param_dtype=dt.param_dtype, kernel_init=_torch_default_kernel_init(),
+        bias_init=_torch_default_bias_init(fan_in),
+        kernel_metadata={"sharding": (None,) * len(kernel_size) + ("embed", "mlp")},
+        bias_metadata={"sharding": ("mlp",)}, rngs=rngs)
+
+
+def conv2d(in_features: int, out_features: int, *, dt: DTypes, rngs: nnx.Rngs, kernel: int = 3,
+           strides: int = 1, padding=None) -> nnx.Conv:
+    """A 2-D convolution over (N, H, W, C) (PyTorch Conv2d, pad k // 2)."""
+    return conv(in_features, out_features, (kernel, kernel), dt=dt, rngs=rngs, strides=strides,
+                padding=padding)
+
+
+def frame_conv(in_features: int, out_features: int, *, dt: DTypes, rngs: nnx.Rngs) -> nnx.Conv:
+    """PyTorch Conv3d with kernel (3, 1, 1), padding (1, 0, 0), over (B, F, H, W, C): mixes frames only."""
+    return conv(in_features, out_features, (3, 1, 1), dt=dt, rngs=rngs)
+
+
+def group_norm(num_features: int, eps: float, *, dt: DTypes, rngs: nnx.Rngs, groups: int = 32) -> nnx.GroupNorm:
+    """PyTorch GroupNorm: biased two-pass variance, statistics over every non-leading axis of the input.
+
+    Feed (N, H, W, C) for per-image statistics and (B, F, H, W, C) for statistics pooled over frames.
+    """
+    return nnx.GroupNorm(
+        num_features, num_groups=groups, epsilon=eps, use_fast_variance=False, dtype=dt.dtype,
+        param_dtype=dt.param_dtype, scale_metadata={"sharding": ("norm",)}, bias_metadata={"sharding": ("norm",)},
+        rngs=rngs)
+
+
+def layer_norm(num_features: int, *, dt: DTypes, rngs: nnx.Rngs, eps: float = 1e-5) -> nnx.LayerNorm:
+    """PyTorch LayerNorm (eps 1e-5, affine, two-pass variance) over the last axis."""
+    return nnx.LayerNorm(
+        num_features, epsilon=eps, use_fast_variance=False, dtype=dt.dtype, param_dtype=dt.param_dtype,
+        scale_metadata={"sharding": ("norm",)}, bias_metadata={"sharding": ("norm",)}, rngs=rngs)
+
+
+class Dropout(nnx.Module):
+    """The parameter-free `Dropout(p=0)` slot of diffusers' `Sequential`s (`to_out.1`, `ff.net.1`): identity."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
+
+
+def scalar_param(value: float, *, dt: DTypes) -> nnx.Param:
+    """A (1,)-shaped learned scalar (the blenders' logits), replicated."""
+    return nnx.Param(jnp.full((1,), value, dt.param_dtype), sharding=(None,))
