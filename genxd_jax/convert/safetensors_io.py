@@ -92,7 +92,7 @@ def write_released_dir(directory: str | os.PathLike, config: dict, tensors: dict
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     total = sum(v.nbytes for v in tensors.values())
     if max_shard_bytes is None or total <= max_shard_bytes:
-        save_file(tensors, str(directory / WEIGHTS))
+        save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
         return directory
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
@@ -105,7 +105,7 @@ def write_released_dir(directory: str | os.PathLike, config: dict, tensors: dict
     weight_map = {}
     for i, shard in enumerate(shards):
         name = f"diffusion_pytorch_model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(directory / name))
+        save_file(shard, str(directory / name), metadata={"format": "pt"})
         weight_map.update({k: name for k in shard})
     (directory / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
                                               indent=2, sort_keys=True) + "\n")

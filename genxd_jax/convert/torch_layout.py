@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
 from genxd_jax.convert.safetensors_io import CheckpointError
 from genxd_jax.sharding import DEFAULT_RULES, Rules, state_shardings
@@ -54,10 +55,10 @@ def _params(module: nnx.Module) -> dict[tuple, nnx.Variable]:
     return {tuple(path): var for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))}
 
 
-def flat_torch_state(module: nnx.Module) -> dict[str, np.ndarray]:
+def flat_torch_state(module: nnx.Module, *, progress: bool = False) -> dict[str, np.ndarray]:
     """{torch key: numpy array in PyTorch layout} of every parameter of `module` (gathered to host)."""
     out = {}
-    for path, var in _params(module).items():
+    for path, var in tqdm(_params(module).items(), desc="gathering parameters", disable=not progress):
         out[torch_key(path)] = to_torch_layout(path, np.asarray(jax.device_get(var.get_value())))
     return out
 
@@ -74,7 +75,8 @@ def _format_problems(missing, unexpected, mismatched, limit: int = 20) -> str:
 
 
 def load_torch_state(module: nnx.Module, tensors: dict[str, np.ndarray], *, mesh=None,
-                     rules: Rules = DEFAULT_RULES, source: str = "checkpoint") -> nnx.Module:
+                     rules: Rules = DEFAULT_RULES, source: str = "checkpoint",
+                     progress: bool = False) -> nnx.Module:
     """A copy of `module` (concrete or abstract) whose parameters are `tensors` (PyTorch keys and layouts).
 
     Strict: every parameter must be present with the right shape and no tensor may be left over; all
@@ -100,7 +102,7 @@ def load_torch_state(module: nnx.Module, tensors: dict[str, np.ndarray], *, mesh
     shardings = state_shardings(params, mesh, rules) if mesh is not None else None
     shard_flat = {tuple(p): s for p, s in nnx.to_flat_state(shardings)} if shardings is not None else {}
     values = {}
-    for path, var in flat.items():
+    for path, var in tqdm(flat.items(), desc="loading parameters", disable=not progress):
         arr = np.asarray(from_torch_layout(path, tensors[torch_key(path)]))
         dtype = var.get_value().dtype
         arr = arr.astype(jnp.dtype(dtype)) if arr.dtype != dtype else arr

@@ -2,7 +2,7 @@
 
 from genxd_jax.models.loading import load_unet, load_vae, save_pretrained
 from genxd_jax.models.unet import UNetConfig, UNetMVTemporalConditionModel, abstract_unet, build_unet
-from genxd_jax.models.vae import AutoencoderKLTemporalDecoder, VAEConfig, build_vae
+from genxd_jax.models.vae import AutoencoderKLTemporalDecoder, VAEConfig, abstract_vae, build_vae
 
 __all__ = [
     "load_unet",
@@ -15,4 +15,5 @@ __all__ = [
     "AutoencoderKLTemporalDecoder",
     "VAEConfig",
     "build_vae",
+    "abstract_vae",
 ]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genxd_jax.models.layers import DTypes, Dropout, group_norm, linear
+from genxd_jax.models.layers import Dropout, DTypes, group_norm, linear
 
 # Upper bound on the elements of one (batch, heads, queries, keys) float32 score block: 2^28 = 1 GiB.
 SCORE_BLOCK_ELEMENTS = 1 << 28

@@ -11,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -22,18 +23,52 @@ class DTypes:
     param_dtype: jnp.dtype = jnp.float32
 
 
+class InitKeys:
+    """Parameter-initialisation randomness for building a model; stands in for `nnx.Rngs`.
+
+    Layers only call `rngs.params()`. Concrete builds get a NumPy generator seeded by (seed, request number):
+    drawing a parameter is then a host-side call, not a JAX program compiled for every distinct shape (which
+    made building even the test-sized UNet take tens of seconds). Abstract builds (`traced=True`, under
+    `nnx.eval_shape`) get `fold_in(key(seed), i)` with a plain Python counter, which keeps tracing linear in
+    the number of parameters.
+    """
+
+    def __init__(self, seed: int = 0, *, traced: bool = False):
+        self._seed = seed
+        self._traced = traced
+        self._count = 0
+
+    def params(self):
+        self._count += 1
+        if self._traced:
+            return jax.random.fold_in(jax.random.key(self._seed), self._count)
+        return np.random.default_rng((self._seed, self._count))
+
+
+def materialize(factory):
+    """Runs the module `factory` with eager sharding off (parameters are placed later, by logical names)."""
+    with nnx.use_eager_sharding(False):
+        return factory()
+
+
+def _uniform(key, shape, dtype, bound: float):
+    if isinstance(key, np.random.Generator):
+        return jnp.asarray(key.uniform(-bound, bound, shape), dtype)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 def _torch_default_kernel_init():
-    # PyTorch Linear/Conv default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-    return nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    """PyTorch Linear/Conv default, kaiming_uniform(a=√5): U(−1/√fan_in, 1/√fan_in), fan_in = ∏ shape[:-1]."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return _uniform(key, shape, dtype, 1.0 / math.sqrt(max(math.prod(shape[:-1]), 1)))
+
+    return init
 
 
 def _torch_default_bias_init(fan_in: int):
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
+    return lambda key, shape, dtype=jnp.float32: _uniform(key, shape, dtype, bound)
 
 
 def linear(in_features: int, out_features: int, *, dt: DTypes, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:

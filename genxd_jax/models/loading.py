@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 import jax.numpy as jnp
-from flax import nnx
 
 from genxd_jax.convert.safetensors_io import read_released_dir, write_released_dir
 from genxd_jax.convert.torch_layout import flat_torch_state, load_torch_state
-from genxd_jax.models.unet import UNetConfig, UNetMVTemporalConditionModel, build_unet
-from genxd_jax.models.vae import AutoencoderKLTemporalDecoder, VAEConfig, build_vae
+from genxd_jax.models.unet import UNetConfig, UNetMVTemporalConditionModel, abstract_unet
+from genxd_jax.models.vae import AutoencoderKLTemporalDecoder, VAEConfig, abstract_vae
 from genxd_jax.sharding import DEFAULT_RULES
 
 
@@ -28,8 +27,8 @@ def load_unet(path: str | os.PathLike, *, dtype=jnp.float32, compute_dtype=None,
     """
     raw, tensors = read_released_dir(path)
     config = UNetConfig.from_dict(raw)
-    abstract = nnx.eval_shape(lambda: build_unet(config, dtype=compute_dtype or dtype, param_dtype=dtype,
-                                                 remat_policy=remat_policy, attention_impl=attention_impl))
+    abstract = abstract_unet(config, dtype=compute_dtype or dtype, param_dtype=dtype, remat_policy=remat_policy,
+                             attention_impl=attention_impl)
     return load_torch_state(abstract, tensors, mesh=mesh, rules=rules, source=str(path))
 
 
@@ -38,7 +37,7 @@ def load_vae(path: str | os.PathLike, *, dtype=jnp.float32, compute_dtype=None, 
     """Loads a released-layout VAE directory (`AutoencoderKLTemporalDecoder`)."""
     raw, tensors = read_released_dir(path)
     config = VAEConfig.from_dict(raw)
-    abstract = nnx.eval_shape(lambda: build_vae(config, dtype=compute_dtype or dtype, param_dtype=dtype))
+    abstract = abstract_vae(config, dtype=compute_dtype or dtype, param_dtype=dtype)
     return load_torch_state(abstract, tensors, mesh=mesh, rules=rules, source=str(path))
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genxd_jax.models.embeddings import TimestepEmbedding, sinusoidal_embedding
-from genxd_jax.models.layers import DTypes, conv2d, group_norm
+from genxd_jax.models.layers import DTypes, InitKeys, conv2d, group_norm, materialize
 from genxd_jax.models.resnet import Downsample2D, MVCascadeTemporalResBlock, Upsample2D
 from genxd_jax.models.transformers import TransformerMVCascadeTemporalModel
 
@@ -84,10 +84,12 @@ class UNetConfig:
             down_block_types=down,
             up_block_types=up,
             layers_per_block=_per_block(raw.get("layers_per_block", 2), n, "layers_per_block"),
-            transformer_layers_per_block=_per_block(raw.get("transformer_layers_per_block", 1), n,
-                                                    "transformer_layers_per_block"),
-            num_attention_heads=_per_block(raw.get("num_attention_heads", cls.num_attention_heads), n,
-                                           "num_attention_heads"),
+            transformer_layers_per_block=_per_block(
+                raw.get("transformer_layers_per_block", 1), n, "transformer_layers_per_block"
+            ),
+            num_attention_heads=_per_block(
+                raw.get("num_attention_heads", cls.num_attention_heads), n, "num_attention_heads"
+            ),
             addition_time_embed_dim=int(raw.get("addition_time_embed_dim", 256)),
             projection_class_embeddings_input_dim=int(raw.get("projection_class_embeddings_input_dim", 512)),
             motion_condition=bool(raw.get("motion_condition", True)),
@@ -107,8 +109,15 @@ class UNetConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(_class_name="UNetMVTemporalConditionModel", cross_attention_dim=None, camera_embedding_dim=-1,
-                 ray_condition=True, camera_add_time=False, scale_add_time=False, uncertainty_condition=False)
+        d.update(
+            _class_name="UNetMVTemporalConditionModel",
+            cross_attention_dim=None,
+            camera_embedding_dim=-1,
+            ray_condition=True,
+            camera_add_time=False,
+            scale_add_time=False,
+            uncertainty_condition=False,
+        )
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @property
@@ -129,18 +138,49 @@ def _remat(module: nnx.Module, policy: str | None):
 class DownBlock(nnx.Module):
     """`CrossAttnDownBlockMVCascadeTemporal` (with `attentions`) or `DownBlockMVCascadeTemporal`."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, num_layers: int, transformer_layers: int,
-                 heads: int, with_attention: bool, add_downsample: bool, eps: float, temb_channels: int,
-                 dt: DTypes, rngs: nnx.Rngs, attention_impl: str | None):
-        self.resnets = nnx.List([
-            MVCascadeTemporalResBlock(in_channels if j == 0 else out_channels, out_channels, eps=eps,
-                                      temb_channels=temb_channels, dt=dt, rngs=rngs)
-            for j in range(num_layers)])
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_layers: int,
+        transformer_layers: int,
+        heads: int,
+        with_attention: bool,
+        add_downsample: bool,
+        eps: float,
+        temb_channels: int,
+        dt: DTypes,
+        rngs: nnx.Rngs,
+        attention_impl: str | None,
+    ):
+        self.resnets = nnx.List(
+            [
+                MVCascadeTemporalResBlock(
+                    in_channels if j == 0 else out_channels,
+                    out_channels,
+                    eps=eps,
+                    temb_channels=temb_channels,
+                    dt=dt,
+                    rngs=rngs,
+                )
+                for j in range(num_layers)
+            ]
+        )
         if with_attention:
-            self.attentions = nnx.List([
-                TransformerMVCascadeTemporalModel(out_channels, heads, num_layers=transformer_layers, dt=dt,
-                                                  rngs=rngs, attention_impl=attention_impl)
-                for _ in range(num_layers)])
+            self.attentions = nnx.List(
+                [
+                    TransformerMVCascadeTemporalModel(
+                        out_channels,
+                        heads,
+                        num_layers=transformer_layers,
+                        dt=dt,
+                        rngs=rngs,
+                        attention_impl=attention_impl,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
         if add_downsample:
             self.downsamplers = nnx.List([Downsample2D(out_channels, dt=dt, rngs=rngs)])
 
@@ -161,21 +201,47 @@ class DownBlock(nnx.Module):
 class UpBlock(nnx.Module):
     """`CrossAttnUpBlockMVCascadeTemporal` (with `attentions`) or `UpBlockMVCascadeTemporal`."""
 
-    def __init__(self, in_channels: int, prev_output_channels: int, out_channels: int, *, num_layers: int,
-                 transformer_layers: int, heads: int, with_attention: bool, add_upsample: bool, eps: float,
-                 temb_channels: int, dt: DTypes, rngs: nnx.Rngs, attention_impl: str | None):
+    def __init__(
+        self,
+        in_channels: int,
+        prev_output_channels: int,
+        out_channels: int,
+        *,
+        num_layers: int,
+        transformer_layers: int,
+        heads: int,
+        with_attention: bool,
+        add_upsample: bool,
+        eps: float,
+        temb_channels: int,
+        dt: DTypes,
+        rngs: nnx.Rngs,
+        attention_impl: str | None,
+    ):
         resnets = []
         for j in range(num_layers):
             skip = in_channels if j == num_layers - 1 else out_channels
             cin = prev_output_channels if j == 0 else out_channels
-            resnets.append(MVCascadeTemporalResBlock(cin + skip, out_channels, eps=eps,
-                                                     temb_channels=temb_channels, dt=dt, rngs=rngs))
+            resnets.append(
+                MVCascadeTemporalResBlock(
+                    cin + skip, out_channels, eps=eps, temb_channels=temb_channels, dt=dt, rngs=rngs
+                )
+            )
         self.resnets = nnx.List(resnets)
         if with_attention:
-            self.attentions = nnx.List([
-                TransformerMVCascadeTemporalModel(out_channels, heads, num_layers=transformer_layers, dt=dt,
-                                                  rngs=rngs, attention_impl=attention_impl)
-                for _ in range(num_layers)])
+            self.attentions = nnx.List(
+                [
+                    TransformerMVCascadeTemporalModel(
+                        out_channels,
+                        heads,
+                        num_layers=transformer_layers,
+                        dt=dt,
+                        rngs=rngs,
+                        attention_impl=attention_impl,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
         if add_upsample:
             self.upsamplers = nnx.List([Upsample2D(out_channels, dt=dt, rngs=rngs)])
 
@@ -194,13 +260,30 @@ class UpBlock(nnx.Module):
 class MidBlock(nnx.Module):
     """`UNetMidBlockMVCascadeTemporal`: resnets[0] → attentions[0] → resnets[1]."""
 
-    def __init__(self, channels: int, *, transformer_layers: int, heads: int, temb_channels: int, dt: DTypes,
-                 rngs: nnx.Rngs, attention_impl: str | None):
-        self.resnets = nnx.List([MVCascadeTemporalResBlock(channels, channels, eps=1e-5,
-                                                           temb_channels=temb_channels, dt=dt, rngs=rngs)
-                                 for _ in range(2)])
-        self.attentions = nnx.List([TransformerMVCascadeTemporalModel(
-            channels, heads, num_layers=transformer_layers, dt=dt, rngs=rngs, attention_impl=attention_impl)])
+    def __init__(
+        self,
+        channels: int,
+        *,
+        transformer_layers: int,
+        heads: int,
+        temb_channels: int,
+        dt: DTypes,
+        rngs: nnx.Rngs,
+        attention_impl: str | None,
+    ):
+        self.resnets = nnx.List(
+            [
+                MVCascadeTemporalResBlock(channels, channels, eps=1e-5, temb_channels=temb_channels, dt=dt, rngs=rngs)
+                for _ in range(2)
+            ]
+        )
+        self.attentions = nnx.List(
+            [
+                TransformerMVCascadeTemporalModel(
+                    channels, heads, num_layers=transformer_layers, dt=dt, rngs=rngs, attention_impl=attention_impl
+                )
+            ]
+        )
 
     def __call__(self, x, emb, indicator, remat: str | None = None):
         x = _remat(self.resnets[0], remat)(x, emb, indicator)
@@ -220,8 +303,16 @@ class UNetMVTemporalConditionModel(nnx.Module):
       -> (B, F, H, W, out_channels), the v-prediction F_θ.
     """
 
-    def __init__(self, config: UNetConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat_policy: str | None = None, attention_impl: str | None = None):
+    def __init__(
+        self,
+        config: UNetConfig,
+        *,
+        rngs: nnx.Rngs,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        remat_policy: str | None = None,
+        attention_impl: str | None = None,
+    ):
         self.config = config
         self.remat_policy = remat_policy
         dt = DTypes(dtype, param_dtype)
@@ -240,13 +331,26 @@ class UNetMVTemporalConditionModel(nnx.Module):
         for i, kind in enumerate(config.down_block_types):
             in_c, out_c = out_c, chans[i]
             cross = kind == DOWN_BLOCKS[0]
-            down.append(DownBlock(in_c, out_c, num_layers=config.layers_per_block[i],
-                                  transformer_layers=config.transformer_layers_per_block[i],
-                                  heads=config.num_attention_heads[i], with_attention=cross,
-                                  add_downsample=i < n - 1, eps=1e-6 if cross else 1e-5, **common))
+            down.append(
+                DownBlock(
+                    in_c,
+                    out_c,
+                    num_layers=config.layers_per_block[i],
+                    transformer_layers=config.transformer_layers_per_block[i],
+                    heads=config.num_attention_heads[i],
+                    with_attention=cross,
+                    add_downsample=i < n - 1,
+                    eps=1e-6 if cross else 1e-5,
+                    **common,
+                )
+            )
         self.down_blocks = nnx.List(down)
-        self.mid_block = MidBlock(chans[-1], transformer_layers=config.transformer_layers_per_block[-1],
-                                  heads=config.num_attention_heads[-1], **common)
+        self.mid_block = MidBlock(
+            chans[-1],
+            transformer_layers=config.transformer_layers_per_block[-1],
+            heads=config.num_attention_heads[-1],
+            **common,
+        )
         rev_chans = chans[::-1]
         rev_layers = config.layers_per_block[::-1]
         rev_tlayers = config.transformer_layers_per_block[::-1]
@@ -256,9 +360,20 @@ class UNetMVTemporalConditionModel(nnx.Module):
         for i, kind in enumerate(config.up_block_types):
             prev, out_c = out_c, rev_chans[i]
             in_c = rev_chans[min(i + 1, n - 1)]
-            up.append(UpBlock(in_c, prev, out_c, num_layers=rev_layers[i] + 1, transformer_layers=rev_tlayers[i],
-                              heads=rev_heads[i], with_attention=kind == UP_BLOCKS[0], add_upsample=i < n - 1,
-                              eps=1e-6, **common))
+            up.append(
+                UpBlock(
+                    in_c,
+                    prev,
+                    out_c,
+                    num_layers=rev_layers[i] + 1,
+                    transformer_layers=rev_tlayers[i],
+                    heads=rev_heads[i],
+                    with_attention=kind == UP_BLOCKS[0],
+                    add_upsample=i < n - 1,
+                    eps=1e-6,
+                    **common,
+                )
+            )
         self.up_blocks = nnx.List(up)
         self.conv_norm_out = group_norm(chans[0], 1e-5, dt=dt, rngs=rngs)
         self.conv_out = conv2d(chans[0], config.out_channels, dt=dt, rngs=rngs)
@@ -275,8 +390,10 @@ class UNetMVTemporalConditionModel(nnx.Module):
         ids = jnp.broadcast_to(ids, (batch, frames, ids.shape[-1]))
         add = sinusoidal_embedding(ids.reshape(-1), cfg.addition_time_embed_dim).reshape(batch * frames, -1)
         if add.shape[-1] != cfg.projection_class_embeddings_input_dim:
-            raise ValueError(f"added_time_ids carry {ids.shape[-1]} values per frame; the config expects "
-                             f"{cfg.projection_class_embeddings_input_dim // cfg.addition_time_embed_dim}")
+            raise ValueError(
+                f"added_time_ids carry {ids.shape[-1]} values per frame; the config expects "
+                f"{cfg.projection_class_embeddings_input_dim // cfg.addition_time_embed_dim}"
+            )
         emb = jnp.repeat(emb, frames, axis=0) + self.add_embedding(add.astype(dtype))
         if cfg.motion_condition and motion is not None:
             m = jnp.broadcast_to(jnp.asarray(motion, jnp.float32).reshape(-1), (batch,))
@@ -284,8 +401,14 @@ class UNetMVTemporalConditionModel(nnx.Module):
             emb = jnp.concatenate([emb, jnp.repeat(e_m, frames, axis=0)], axis=-1)
         return emb
 
-    def __call__(self, sample: jax.Array, timestep, added_time_ids: jax.Array, indicator: jax.Array,
-                 motion: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        sample: jax.Array,
+        timestep,
+        added_time_ids: jax.Array,
+        indicator: jax.Array,
+        motion: jax.Array | None = None,
+    ) -> jax.Array:
         b, f, h, w, c = sample.shape
         if c != self.config.in_channels:
             raise ValueError(f"sample has {c} channels, the UNet takes {self.config.in_channels}")
@@ -306,17 +429,40 @@ class UNetMVTemporalConditionModel(nnx.Module):
         return x.reshape(b, f, h, w, -1)
 
 
-def build_unet(config: UNetConfig | dict | str | os.PathLike, *, seed: int = 0, dtype=jnp.float32,
-               param_dtype=jnp.float32, remat_policy: str | None = None,
-               attention_impl: str | None = None) -> UNetMVTemporalConditionModel:
+def _unet_factory(
+    config,
+    *,
+    seed: int = 0,
+    traced: bool = False,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    remat_policy: str | None = None,
+    attention_impl: str | None = None,
+):
+    config = as_unet_config(config)
+    return lambda: UNetMVTemporalConditionModel(
+        config,
+        rngs=InitKeys(seed, traced=traced),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        remat_policy=remat_policy,
+        attention_impl=attention_impl,
+    )
+
+
+def build_unet(config: UNetConfig | dict | str | os.PathLike, **kwargs) -> UNetMVTemporalConditionModel:
     """A randomly initialised UNet (PyTorch default init; blenders at 0.5 / 5.0), parameters unsharded.
 
-    `config` is a UNetConfig, a config dict, or a path to a `config.json`.
+    `config` is a UNetConfig, a config dict, or a path to a `config.json`; keyword arguments: `seed`,
+    `dtype` (compute), `param_dtype`, `remat_policy`, `attention_impl`.
     """
-    config = as_unet_config(config)
+    return materialize(_unet_factory(config, **kwargs))
+
+
+def abstract_unet(config, **kwargs) -> UNetMVTemporalConditionModel:
+    """The UNet with `jax.ShapeDtypeStruct` parameters: shapes, dtypes and logical names, no memory."""
     with nnx.use_eager_sharding(False):
-        return UNetMVTemporalConditionModel(config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype,
-                                            remat_policy=remat_policy, attention_impl=attention_impl)
+        return nnx.eval_shape(_unet_factory(config, traced=True, **kwargs))
 
 
 def as_unet_config(config) -> UNetConfig:
@@ -327,11 +473,4 @@ def as_unet_config(config) -> UNetConfig:
     return UNetConfig.from_json(config)
 
 
-def abstract_unet(config, **kwargs) -> UNetMVTemporalConditionModel:
-    """The UNet with `jax.ShapeDtypeStruct` parameters: shapes, dtypes and logical names, no memory."""
-    config = as_unet_config(config)
-    return nnx.eval_shape(lambda: build_unet(config, **kwargs))
-
-
-__all__: Sequence[str] = ("UNetConfig", "UNetMVTemporalConditionModel", "build_unet", "abstract_unet",
-                          "REMAT_POLICIES")
+__all__: Sequence[str] = ("UNetConfig", "UNetMVTemporalConditionModel", "build_unet", "abstract_unet", "REMAT_POLICIES")
