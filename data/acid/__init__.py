@@ -1,0 +1,1 @@
+"""TFDS builder package for acid (see acid_dataset_builder.py)."""

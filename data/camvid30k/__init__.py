@@ -1,0 +1,1 @@
+"""TFDS builder package for camvid30k (see camvid30k_dataset_builder.py)."""

@@ -1,0 +1,1 @@
+"""TFDS builder package for mvimgnet (see mvimgnet_dataset_builder.py)."""

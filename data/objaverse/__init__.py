@@ -1,0 +1,1 @@
+"""TFDS builder package for objaverse (see objaverse_dataset_builder.py)."""

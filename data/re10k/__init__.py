@@ -1,0 +1,1 @@
+"""TFDS builder package for re10k (see re10k_dataset_builder.py)."""
