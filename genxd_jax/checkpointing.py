@@ -1,0 +1,91 @@
+"""Orbax checkpoints of a training run: train state + grain data-iterator state + config, and SIGTERM saves.
+
+Layout: ``<workdir>/checkpoints/<step>/{state, data_iter, config}``. The train state is any pytree of
+(sharded) jax arrays (`genxd_jax.train.TrainState` fields as a dict); it is restored onto the shardings
+of an abstract target (``jax.ShapeDtypeStruct`` leaves carrying ``sharding``), so a run resumes on the
+same or on a different mesh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+def make_manager(workdir: str, *, keep: int = 3, asynchronous: bool = True) -> ocp.CheckpointManager:
+    """An Orbax CheckpointManager under ``<workdir>/checkpoints`` keeping the latest ``keep`` steps."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=asynchronous,
+                                           create=True)
+    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+                                 item_names=("state", "data_iter", "config"))
+
+
+def abstract_like(tree):
+    """``jax.ShapeDtypeStruct`` leaves (with shardings) mirroring a concrete pytree of jax arrays."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, data_iter, config=None, *, force: bool = False):
+    """Saves (asynchronously) the state, the data iterator position and the config JSON at ``step``."""
+    items = dict(state=ocp.args.StandardSave(state), data_iter=grain.checkpoint.CheckpointSave(data_iter))
+    if config is not None:
+        items["config"] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
+    saved = manager.save(step, args=ocp.args.Composite(**items), force=force)
+    if saved:
+        logging.info("checkpoint: saving step %d to %s", step, manager.directory)
+    return saved
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state, data_iter, step: int | None = None):
+    """Restores ``(step, state)`` (and the iterator in place) from ``step`` or the latest; None if empty."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        return None
+    items = dict(state=ocp.args.StandardRestore(abstract_state))
+    if data_iter is not None:
+        items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    logging.info("checkpoint: restored step %d from %s", step, manager.directory)
+    return step, restored["state"]
+
+
+def restore_state_only(workdir: str, abstract_state, step: int | None = None):
+    """The train state of another run's latest (or given) checkpoint (for ``init.source = workdir:<dir>``)."""
+    manager = make_manager(workdir, asynchronous=False)
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    manager.close()
+    return restored["state"]
+
+
+class PreemptionFlag:
+    """Sets ``.requested`` on SIGTERM (and SIGINT if asked); the train loop saves at the next step boundary.
+
+    Installs handlers only from the main thread (signal handlers cannot be set elsewhere); ``restore()``
+    puts the previous handlers back.
+    """
+
+    def __init__(self, signals=(signal.SIGTERM,)):
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):  # noqa: ARG002
+        logging.warning("signal %d received: saving a checkpoint at the next step boundary, then exiting", signum)
+        self.requested = True
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
