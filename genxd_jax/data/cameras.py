@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from genxd_jax.data.errors import BadSceneError
+from genxd_jax.geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
 
 # Right-multiplying an OpenGL/Blender c2w (x right, y up, z backward) by this gives an OpenCV c2w.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -31,43 +32,20 @@ OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 def qvec_to_rotmat(qvec: np.ndarray) -> np.ndarray:
     """Unit quaternion(s) (..., 4) ordered (w, x, y, z) → rotation matrices (..., 3, 3).
 
-    The quaternion is normalised first; a zero (or non-finite) quaternion raises ``singular_pose``.
+    The quaternion is normalised first; a non-finite quaternion raises ``nonfinite_pose`` and a zero one
+    ``singular_pose`` (the data pipeline's reasons for skipping a scene).
     """
     q = np.asarray(qvec, dtype=np.float64)
-    norm = np.linalg.norm(q, axis=-1, keepdims=True)
     if not np.all(np.isfinite(q)):
         raise BadSceneError("nonfinite_pose", "non-finite quaternion")
-    if np.any(norm < 1e-12):
+    if np.any(np.linalg.norm(q, axis=-1) < 1e-12):
         raise BadSceneError("singular_pose", "zero quaternion")
-    w, x, y, z = np.moveaxis(q / norm, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    return quaternion_to_matrix(q)
 
 
 def rotmat_to_qvec(rot: np.ndarray) -> np.ndarray:
     """Rotation matrix (3, 3) → unit quaternion (w, x, y, z) with w ≥ 0 (used to write test fixtures)."""
-    r = np.asarray(rot, dtype=np.float64)
-    k = (
-        np.array(
-            [
-                [r[0, 0] - r[1, 1] - r[2, 2], 0, 0, 0],
-                [r[1, 0] + r[0, 1], r[1, 1] - r[0, 0] - r[2, 2], 0, 0],
-                [r[2, 0] + r[0, 2], r[2, 1] + r[1, 2], r[2, 2] - r[0, 0] - r[1, 1], 0],
-                [r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], r[0, 0] + r[1, 1] + r[2, 2]],
-            ]
-        )
-        / 3.0
-    )
-    vals, vecs = np.linalg.eigh(k)
-    x, y, z, w = vecs[:, np.argmax(vals)]
-    q = np.array([w, x, y, z])
-    return q if w >= 0 else -q
+    return matrix_to_quaternion(rot)
 
 
 def rt_to_matrix(rot: np.ndarray, trans: np.ndarray) -> np.ndarray:
