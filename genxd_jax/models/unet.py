@@ -135,6 +135,13 @@ def _remat(module: nnx.Module, policy: str | None):
     return lambda *args: fn(module, *args)
 
 
+def _transformers(channels: int, heads: int, count: int, layers: int, dt: DTypes, rngs,
+                  attention_impl: str | None) -> nnx.List:
+    """`count` cascade transformers (`attentions.j`) of `layers` layers each."""
+    return nnx.List([TransformerMVCascadeTemporalModel(channels, heads, num_layers=layers, dt=dt, rngs=rngs,
+                                                       attention_impl=attention_impl) for _ in range(count)])
+
+
 class DownBlock(nnx.Module):
     """`CrossAttnDownBlockMVCascadeTemporal` (with `attentions`) or `DownBlockMVCascadeTemporal`."""
 
@@ -168,19 +175,8 @@ class DownBlock(nnx.Module):
             ]
         )
         if with_attention:
-            self.attentions = nnx.List(
-                [
-                    TransformerMVCascadeTemporalModel(
-                        out_channels,
-                        heads,
-                        num_layers=transformer_layers,
-                        dt=dt,
-                        rngs=rngs,
-                        attention_impl=attention_impl,
-                    )
-                    for _ in range(num_layers)
-                ]
-            )
+            self.attentions = _transformers(out_channels, heads, num_layers, transformer_layers, dt, rngs,
+                                            attention_impl)
         if add_downsample:
             self.downsamplers = nnx.List([Downsample2D(out_channels, dt=dt, rngs=rngs)])
 
@@ -229,19 +225,8 @@ class UpBlock(nnx.Module):
             )
         self.resnets = nnx.List(resnets)
         if with_attention:
-            self.attentions = nnx.List(
-                [
-                    TransformerMVCascadeTemporalModel(
-                        out_channels,
-                        heads,
-                        num_layers=transformer_layers,
-                        dt=dt,
-                        rngs=rngs,
-                        attention_impl=attention_impl,
-                    )
-                    for _ in range(num_layers)
-                ]
-            )
+            self.attentions = _transformers(out_channels, heads, num_layers, transformer_layers, dt, rngs,
+                                            attention_impl)
         if add_upsample:
             self.upsamplers = nnx.List([Upsample2D(out_channels, dt=dt, rngs=rngs)])
 
@@ -277,13 +262,7 @@ class MidBlock(nnx.Module):
                 for _ in range(2)
             ]
         )
-        self.attentions = nnx.List(
-            [
-                TransformerMVCascadeTemporalModel(
-                    channels, heads, num_layers=transformer_layers, dt=dt, rngs=rngs, attention_impl=attention_impl
-                )
-            ]
-        )
+        self.attentions = _transformers(channels, heads, 1, transformer_layers, dt, rngs, attention_impl)
 
     def __call__(self, x, emb, indicator, remat: str | None = None):
         x = _remat(self.resnets[0], remat)(x, emb, indicator)
