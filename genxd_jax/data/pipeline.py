@@ -1,13 +1,18 @@
-"""The grain training pipeline: sources → per-process shards → shuffled, repeated examples → weighted mixture
-→ (worker processes) → bad-input gate + batching.
+"""The grain training pipeline: sources → shuffled, repeated examples → weighted mixture → this process's rows
+of the global batch → (worker processes) → bad-input gate + batching.
 
 Per source ``s`` (``config.sources[s]``)::
 
-    MapDataset.range(len(source))[process_index::process_count]     # disjoint scene shards per JAX process
+    MapDataset.range(len(source))
       .seed(seed + s).shuffle().repeat()                              # deterministic epochs
       .random_map(ExampleSampler(...), seed=...)                      # frames, context, decode, normalise
 
-then ``MapDataset.mix(per_source, weights)`` (exact interleaving by weight), ``to_iter_dataset(ReadOptions)``,
+then ``MapDataset.mix(per_source, weights)`` (exact interleaving by weight) is the *global* example stream,
+the same for any number of processes. Process ``p`` of ``P`` with ``batch_size = b`` reads, lazily (random
+access: only its own rows are decoded), global examples ``k·P·b + p·b + r`` for its k-th batch, r < b, so the
+rows of all processes' k-th batches, concatenated in process order, are exactly the k-th batch of a single
+process with batch size ``P·b`` (as long as no example is dropped as bad input). Then
+``to_iter_dataset(ReadOptions)``,
 optionally ``mp_prefetch(MultiprocessingOptions(worker_count))``, and :class:`BatchAndGateIterDataset`, which
 drops bad examples (counting each reason), raises :class:`DataQualityError` past ``max_bad_fraction``, and
 stacks ``batch_size`` good examples. Every stage is a grain iterator, so ``it.get_state()`` /
@@ -52,6 +57,17 @@ def make_source(src_cfg, config):
     if fmt == "tfds":
         return PackedSceneSource(str(src_cfg.path), split=str(src_cfg.split))
     return DiskSceneSource(fmt, str(src_cfg.path), cache_size=int(config.scene_cache_size))
+
+
+class ProcessRows:
+    """Maps a process-local example index to its global example: ``(j // b)·P·b + p·b + j % b`` (picklable)."""
+
+    def __init__(self, stream, batch_size: int, process_index: int, process_count: int):
+        self.stream, self.b, self.p, self.n = stream, batch_size, process_index, process_count
+
+    def __call__(self, j: int):
+        k, r = divmod(int(j), self.b)
+        return self.stream[k * self.n * self.b + self.p * self.b + r]
 
 
 def _collate(examples: list[dict]) -> dict[str, np.ndarray]:
@@ -168,12 +184,7 @@ def make_train_dataset(
         if float(src_cfg.weight) <= 0:
             continue
         source = make_source(src_cfg, config)
-        if len(source) < process_count:
-            raise ValueError(
-                f"data source {src_cfg.name!r} has {len(source)} scenes, "
-                f"fewer than the {process_count} processes"
-            )
-        ds = grain.MapDataset.range(len(source))[process_index::process_count]
+        ds = grain.MapDataset.range(len(source))
         if config.shuffle:
             ds = ds.seed(seed * 1_000_003 + sid).shuffle()
         ds = ds.repeat()
@@ -184,12 +195,15 @@ def make_train_dataset(
             view_sampling=str(src_cfg.view_sampling),
             data_config=config,
         )
-        ds = ds.random_map(sampler, seed=(seed * 1_000_003 + sid) * 65_537 + process_index)
+        ds = ds.random_map(sampler, seed=(seed * 1_000_003 + sid) * 65_537)
         per_source.append(ds)
         weights.append(float(src_cfg.weight))
     if not per_source:
         raise ValueError("every data source has weight 0")
     mixed = per_source[0] if len(per_source) == 1 else grain.MapDataset.mix(per_source, weights)
+    if process_count > 1:
+        rows = ProcessRows(mixed, int(config.batch_size), process_index, process_count)
+        mixed = grain.MapDataset.range(len(mixed) // process_count).map(rows)
     ds = mixed.to_iter_dataset(
         grain.ReadOptions(
             num_threads=int(config.read_threads), prefetch_buffer_size=int(config.prefetch_buffer_size)
