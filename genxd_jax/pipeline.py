@@ -282,7 +282,7 @@ class GenXDPipeline:
         self._unet_graph, self._unet_state = nnx.split(self.unet)
         self._vae_graph, self._vae_state = nnx.split(self.vae)
         self.scaling_factor = float(self.vae.config.scaling_factor)
-        self.latent_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.latent_factor = int(self.vae.downsample_factor)
         self.size_multiple = self.latent_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     @classmethod

@@ -202,6 +202,11 @@ class AutoencoderKLTemporalDecoder(nnx.Module):
         self.quant_conv = conv2d(2 * config.latent_channels, 2 * config.latent_channels, kernel=1, dt=dt, rngs=rngs)
         self.decoder = TemporalDecoder(config, dt=dt, rngs=rngs)
 
+    @property
+    def downsample_factor(self) -> int:
+        """Image pixels per latent pixel along each side (8 for SVD)."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
     def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """images (N, H, W, 3) in [−1, 1] -> (mean, logvar), each (N, H/8, W/8, latent); logvar in [−30, 20]."""
         if images.ndim != 4 or images.shape[-1] != self.config.in_channels:
