@@ -19,14 +19,16 @@ with the real VAE's interface (8× downsampling, 4 latent channels):
     channels 0-2: the 8×8 block mean of R, G, B in [-1, 1];
     channel 3:    the 8×8 block mean of (top half − bottom half) of the luma, a Haar-style vertical detail.
 
-It is lossy (decoding = nearest upsampling of channels 0-2, channel 3 ignored), but it is deterministic,
-cheap, keeps the latent statistics O(1) like VAE latents × 0.18215 (so the EDM σ range still fits, scaling
-factor 1.0), and every latent channel carries image information (a constant zero channel would let the loss
-on that channel collapse trivially). It exists only to exercise the training machinery; its samples are
-not meant to look like GenXD's.
+It is lossy (decoding = bilinear upsampling of channels 0-2, channel 3 ignored; genxd_jax/models/pool8.py),
+but it is deterministic, cheap, keeps the latent statistics O(1) like VAE latents × 0.18215 (so the EDM σ
+range still fits, scaling factor 1.0), and every latent channel carries image information (a constant zero
+channel would let the loss on that channel collapse trivially). Its samples are real (blurry, 8×-downsampled)
+images of the scene, enough to measure novel-view PSNR; they are not meant to look like GenXD's.
 """
 
 from __future__ import annotations
+
+import os
 
 import ml_collections
 
@@ -118,8 +120,17 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 10 if tiny else 2000
     c.keep_checkpoints = 3
     c.log_every_steps = 1 if tiny else 50
-    c.eval_every_steps = 0  # periodic sampling/eval: not implemented yet (0 = off).
     c.compilation_cache_dir = ""  # jax persistent compilation cache ("" = off).
+
+    # --- periodic evaluation: novel views of held-out synthetic scenes (genxd_jax/train.py docstring) -----
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = 10 if tiny else 5000  # 0 = off; when on, also after the last step.
+    c.eval.num_scenes = 2 if tiny else 4  # held-out scenes per kind (config.data.num_frames, .resolution).
+    c.eval.kinds = ("3d", "4d")  # which procedural kinds to evaluate ("3d" static orbit, "4d" moving objects).
+    c.eval.num_inference_steps = 10 if tiny else 25  # Euler–Karras steps per sample.
+    c.eval.guidance_scale = 3.0  # classifier-free guidance weight (≤ 1: off), as the official default.
+    c.eval.use_ema = True  # sample with the EMA parameters when config.ema_decay > 0.
+    c.eval.seed = 0  # sampling noise (the same for every evaluation, so curves compare like with like).
 
     # --- data (genxd_jax.data.default_data_config, adjusted by the stage files) -------------------------
     c.data = default_data_config()
@@ -141,3 +152,24 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
 def synthetic_sources(kinds):
     """Procedural sources (no download) of the given kinds ("3d", "4d"), equal weights."""
     return tuple(source_config(f"synthetic_{k}", "synthetic", k, 1.0 / len(kinds)) for k in kinds)
+
+
+# The paper's datasets (paper.md §1.1), prepared with `python data/prepare.py --dataset NAME --data_dir DIR`
+# into DIR/NAME/1.0.0. The paper gives no mixture weights; equal weights per dataset.
+DATASETS_3D = ("objaverse", "mvimgnet", "co3d", "re10k", "acid")
+DATASETS_4D = ("objaverse_anim", "camvid30k")
+# Where data/prepare.py wrote the datasets: $GENXD_DATA_DIR, default data/tfds (read when the config is built).
+DATA_DIR = os.environ.get("GENXD_DATA_DIR", "data/tfds")
+
+
+def prepared_sources(names, data_dir: str | None = None):
+    """TFDS-prepared real datasets (format "tfds", path DATA_DIR/NAME/1.0.0), equal weights."""
+    data_dir = DATA_DIR if data_dir is None else data_dir
+    return tuple(source_config(n, "tfds", f"{data_dir}/{n}/1.0.0", 1.0 / len(names)) for n in names)
+
+
+def stage_sources(variant: str, *, with_4d: bool):
+    """The data mixture of a stage: synthetic for "tiny", the paper's datasets for "full"."""
+    if variant == "tiny":
+        return synthetic_sources(("3d", "4d") if with_4d else ("3d",))
+    return prepared_sources(DATASETS_3D + (DATASETS_4D if with_4d else ()))

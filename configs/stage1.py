@@ -13,8 +13,9 @@ import base  # noqa: E402
 def get_config(variant: str = "full"):
     c = base.get_config(variant)
     c.stage = 1
-    c.data.sources = base.synthetic_sources(("3d",))  # replace with the real 3D sources (CO3D, MVImgNet, ...)
+    c.data.sources = base.stage_sources(variant, with_4d=False)
     c.data.single_view_ratio = 0.5
     c.data.square_mode = "crop"
     c.data.pad_probability = 0.0
+    c.eval.kinds = ("3d",)
     return c

@@ -14,7 +14,7 @@ def get_config(variant: str = "full"):
     c = base.get_config(variant)
     c.stage = 2
     c.init.source = "random" if variant == "tiny" else "workdir:runs/stage1"
-    c.data.sources = base.synthetic_sources(("3d", "4d"))  # replace with 3D + CamVid-30K / 4D sources
+    c.data.sources = base.stage_sources(variant, with_4d=True)
     c.data.single_view_ratio = 1.0
     c.data.square_mode = "crop"
     c.data.pad_probability = 0.0

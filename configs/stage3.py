@@ -17,7 +17,7 @@ def get_config(variant: str = "full"):
     c = base.get_config(variant)
     c.stage = 3
     c.init.source = "random" if variant == "tiny" else "workdir:runs/stage2"
-    c.data.sources = base.synthetic_sources(("3d", "4d"))
+    c.data.sources = base.stage_sources(variant, with_4d=True)
     c.data.single_view_ratio = 0.5  # GenXD main.yaml
     c.data.square_mode = "crop"
     c.data.pad_probability = 0.5  # "center crop or padding"

@@ -56,28 +56,39 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iter, step: int
     return step, restored["state"]
 
 
-def restore_state_only(workdir: str, abstract_state, step: int | None = None):
-    """The train state of another run's latest (or given) checkpoint (for ``init.source = workdir:<dir>``)."""
-    manager = make_manager(workdir, asynchronous=False)
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    manager.close()
-    return restored["state"]
+def restore_params(workdir: str, abstract_params, step: int | None = None):
+    """The ``params`` of another run's latest (or given) checkpoint, restored onto ``abstract_params``'
+    shardings; the rest of that run's state is not read (``init.source = workdir:<dir>``)."""
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
+                                    item_names=("state",))
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {directory}")
+        target = {"params": abstract_params}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+        args = ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)
+        restored = manager.restore(step, args=ocp.args.Composite(state=args))
+    finally:
+        manager.close()
+    logging.info("checkpoint: read the parameters of step %d from %s", step, directory)
+    return restored["state"]["params"]
 
 
 class PreemptionFlag:
     """Sets ``.requested`` on SIGTERM (and SIGINT if asked); the train loop saves at the next step boundary.
 
-    Installs handlers only from the main thread (signal handlers cannot be set elsewhere); ``restore()``
-    puts the previous handlers back.
+    Installs handlers only from the main thread (signal handlers cannot be set elsewhere) and only when
+    ``install``: multi-process runs leave SIGTERM to JAX's preemption notifier, which the loop polls through
+    ``CheckpointManager.reached_preemption`` so that every process stops at the same step. ``restore()`` puts
+    the previous handlers back.
     """
 
-    def __init__(self, signals=(signal.SIGTERM,)):
+    def __init__(self, signals=(signal.SIGTERM,), *, install: bool = True):
         self.requested = False
         self._previous = {}
-        if threading.current_thread() is threading.main_thread():
+        if install and threading.current_thread() is threading.main_thread():
             for sig in signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
 

@@ -38,12 +38,23 @@ def initialize_distributed() -> None:
             logging.info("jax.distributed.initialize() skipped: %s", e)
 
 
+def quiet_library_logs() -> None:
+    """Orbax logs every checkpoint file operation at INFO through absl; keep only its warnings."""
+    import logging as std_logging
+
+    def keep(record) -> bool:
+        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+    logging.get_absl_handler().addFilter(keep)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from genxd_jax import train
 
     config = _CONFIG.value
+    quiet_library_logs()
     initialize_distributed()  # first: it must run before anything touches the JAX backend
     try:
         train.validate_config(config)
