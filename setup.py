@@ -27,7 +27,14 @@ RUNTIME = [
     "absl-py>=2.1",
 ]
 
+# notebooks/*.ipynb: plots (matplotlib) and inline display (IPython); pandas is not needed.
+NOTEBOOKS = [
+    "matplotlib>=3.8",
+    "ipython>=8",
+]
+
 TEST = [
+    *NOTEBOOKS,  # tests/test_notebooks.py executes the notebooks
     "pytest>=8",
     "nbclient>=0.10",
     "nbformat>=5.10",
@@ -44,6 +51,6 @@ setup(
     packages=find_packages(include=["genxd_jax", "genxd_jax.*"]),
     python_requires=">=3.10",
     install_requires=RUNTIME,
-    extras_require={"test": TEST},
+    extras_require={"notebooks": NOTEBOOKS, "test": TEST},
     license="Apache-2.0",
 )
