@@ -1,11 +1,12 @@
 """UNet forward benchmark: the released configuration, one 12-frame 256×256 sample (latent 32×32), indicator 2.
 
     python benchmarks/unet_forward.py [--config shared/fixtures/official-config/unet_config.json]
-        [--frames 12] [--latent 32] [--dtype float32|bfloat16] [--repeats 3]
+        [--frames 12] [--latent 32] [--dtype float32|bfloat16] [--repeats 3] [--attention xla|cudnn|tiled]
 
-Reports compile time, steady-state time per forward, peak host memory (ru_maxrss) and, from XLA's cost
-analysis, the FLOPs of the forward and the achieved FLOP/s. Random weights (the released weights are not
-needed to time the network).
+Reports compile time, steady-state time per forward (the minimum over repeats), the process CPU time (user and
+system) and minor page faults of each forward, peak host memory (ru_maxrss) and, from XLA's cost analysis, the
+FLOPs of the forward and the achieved FLOP/s. On a shared machine compare CPU times as well as wall times.
+Random weights (the released weights are not needed to time the network).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--attention", default=None, choices=[None, "xla", "cudnn"])
+    parser.add_argument("--attention", default=None, choices=[None, "xla", "cudnn", "tiled"],
+                        help="attention core; default: tiled on CPU, jax.nn.dot_product_attention elsewhere")
     args = parser.parse_args()
 
     dtype = jnp.dtype(args.dtype)
@@ -63,11 +65,16 @@ def main() -> None:
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
 
-    times = []
+    times, user, system, faults = [], [], [], []
     for _ in range(args.repeats):
+        before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         compiled(state, sample, timestep, ids, indicator, motion).block_until_ready()
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        user.append(after.ru_utime - before.ru_utime)
+        system.append(after.ru_stime - before.ru_stime)
+        faults.append(after.ru_minflt - before.ru_minflt)
     steady = min(times)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"date={datetime.date.today()} machine={platform.machine()} cpus={jax.local_device_count()}x"
@@ -75,6 +82,8 @@ def main() -> None:
     print(f"config={args.config} frames={f} latent={s}x{s} batch={b} dtype={args.dtype}")
     rounded = [round(t, 2) for t in times]
     print(f"build_s={build_s:.1f} compile_s={compile_s:.1f} steady_s={steady:.2f} all={rounded}")
+    print(f"cpu_user_s={[round(t, 1) for t in user]} cpu_sys_s={[round(t, 1) for t in system]} "
+          f"minor_page_faults={faults}")
     print(f"xla_flops={flops / 1e12:.2f}T achieved={flops / steady / 1e12:.3f} TFLOP/s "
           f"peak_host_mem={peak_gib:.1f} GiB")
 

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from genxd_jax.models import UNetConfig, build_unet, load_unet, load_vae
-from genxd_jax.models.attention import dot_product_attention
+from genxd_jax.models.attention import dot_product_attention, tiled_attention
 from genxd_jax.sharding import make_mesh, shard_module
 
 
@@ -136,9 +136,46 @@ def test_remat_policies_give_identical_outputs_and_gradients():
 
 def test_blockwise_attention_equals_full():
     q, k, v = (jax.random.normal(jax.random.key(i), (2, 48, 3, 8)) for i in range(3))
-    full = dot_product_attention(q, k, v)
-    blocked = dot_product_attention(q, k, v, budget=2 * 3 * 12 * 48)  # forces query blocks of 12
+    full = dot_product_attention(q, k, v, implementation="xla")
+    blocked = dot_product_attention(q, k, v, implementation="xla", budget=2 * 3 * 12 * 48)  # query blocks of 12
     np.testing.assert_allclose(np.asarray(full), np.asarray(blocked), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, tile", [
+    ((2, 48, 3, 8), 64),          # one head per tile, 8 queries per tile, 6 query blocks
+    ((2, 37, 3, 8), 300),         # odd length: 8-query tiles, queries padded to 40
+    ((1, 101, 5, 16), 1 << 20),   # everything in one tile
+    ((3, 13, 4, 8), 400),         # whole heads per tile (2 of 12 heads), 6 tiles
+    ((1, 1000, 2, 16), 4096),     # 8-query tiles, 125 per head, no padding
+    ((1, 203, 1, 32), 5000),      # 24-query tiles: 9 tiles, queries padded to 216
+])
+def test_tiled_attention_equals_reference(shape, tile):
+    q, k, v = (2.0 * jax.random.normal(jax.random.key(i), shape) for i in range(3))
+    ref = jax.nn.dot_product_attention(q, k, v, implementation="xla")
+    out = jax.jit(lambda a, b, c: tiled_attention(a, b, c, tile=tile))(q, k, v)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=2e-5, rtol=1e-5)
+
+
+def test_attention_implementations_agree_and_default_is_tiled_on_cpu():
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 70, 3, 8)) for i in range(3))
+    tiled = dot_product_attention(q, k, v, implementation="tiled")
+    np.testing.assert_allclose(np.asarray(tiled), np.asarray(dot_product_attention(q, k, v, implementation="xla")),
+                               atol=1e-5)
+    if jax.default_backend() == "cpu":
+        np.testing.assert_array_equal(np.asarray(dot_product_attention(q, k, v)), np.asarray(tiled))
+    with pytest.raises(ValueError, match="unknown attention implementation"):
+        dot_product_attention(q, k, v, implementation="flash")
+
+
+def test_tiled_attention_gradients_match_reference():
+    q, k, v = (jax.random.normal(jax.random.key(i), (1, 37, 2, 8)) for i in range(3))
+    loss = lambda f: lambda a, b, c: (f(a, b, c) ** 2).sum()
+    ref = jax.grad(loss(lambda a, b, c: jax.nn.dot_product_attention(a, b, c, implementation="xla")),
+                   argnums=(0, 1, 2))(q, k, v)
+    out = jax.grad(loss(lambda a, b, c: tiled_attention(a, b, c, tile=200)), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(out, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def test_other_network_shape_runs_and_respects_frames():
