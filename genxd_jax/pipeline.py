@@ -279,7 +279,13 @@ class GenXDPipeline:
     decode_chunk_size: int | None = None
 
     def __post_init__(self):
-        self._unet_graph, self._unet_state = nnx.split(self.unet)
+        unet = self.unet
+        if getattr(unet, "remat_policy", None):
+            # Sampling has no backward pass, and nnx.remat cannot run inside the compiled loop: sample with a
+            # copy of the module (same arrays) whose rematerialisation is off; the caller's module is untouched.
+            unet = nnx.merge(*nnx.split(unet))
+            unet.remat_policy = None
+        self._unet_graph, self._unet_state = nnx.split(unet)
         self._vae_graph, self._vae_state = nnx.split(self.vae)
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.latent_factor = int(self.vae.downsample_factor)

@@ -23,6 +23,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from clu import metric_writers, parameter_overview, periodic_actions
 from flax import nnx
 
@@ -32,6 +33,7 @@ from genxd_jax.models import UNetConfig
 from genxd_jax.models.unet import REMAT_POLICIES
 from genxd_jax.train_step import (
     LATENT_FACTOR,
+    abstract_batch,
     abstract_train_state,
     create_train_state,
     make_autoencoder,
@@ -231,13 +233,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.info("training from step %d to %d", start, config.num_train_steps)
 
     autoencoder = make_autoencoder(config)
+    report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer,
+                                             every_steps=config.log_every_steps)
     jit_step, ae_state = make_train_step(config, graphdef, autoencoder, shardings_of(state), mesh)
+    with report.timed("compile"), jax.set_mesh(mesh):  # ahead of time, so every process starts stepping together
+        started = time.time()
+        jit_step = jit_step.lower(state, abstract_batch(config, int(config.data.batch_size) * process_count, mesh),
+                                  ae_state).compile()
+        logging.info("compiled the train step in %.1f s", time.time() - started)
+    if process_count > 1:  # compile times differ; the first collective must not wait out its 30 s gloo deadline
+        ocp.multihost.sync_global_processes("genxd_train_step_compiled", timeout=3600)
     eval_every = int(config.eval.every_steps)
     scenes = make_eval_scenes(config.data, num_scenes=int(config.eval.num_scenes),
                               kinds=tuple(config.eval.kinds)) if eval_every else []
 
-    report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer,
-                                             every_steps=config.log_every_steps)
     preempt = checkpointing.PreemptionFlag(install=process_count == 1)
     losses, evals, pending = {}, {}, None
     step = start
