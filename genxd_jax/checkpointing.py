@@ -1,9 +1,9 @@
 """Orbax checkpoints of a training run: train state + grain data-iterator state + config, and SIGTERM saves.
 
 Layout: ``<workdir>/checkpoints/<step>/{state, data_iter, config}``. The train state is any pytree of
-(sharded) jax arrays (`genxd_jax.train.TrainState` fields as a dict); it is restored onto the shardings
-of an abstract target (``jax.ShapeDtypeStruct`` leaves carrying ``sharding``), so a run resumes on the
-same or on a different mesh.
+(sharded) jax arrays (the dict of `genxd_jax.train_step`); it is restored onto the shardings of an
+abstract target (`genxd_jax.train_step.abstract_train_state`, ``jax.ShapeDtypeStruct`` leaves carrying
+``sharding``), so a run resumes on the same or on a different mesh.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import threading
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 
 
@@ -25,11 +24,6 @@ def make_manager(workdir: str, *, keep: int = 3, asynchronous: bool = True) -> o
                                            create=True)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
                                  item_names=("state", "data_iter", "config"))
-
-
-def abstract_like(tree):
-    """``jax.ShapeDtypeStruct`` leaves (with shardings) mirroring a concrete pytree of jax arrays."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iter, config=None, *, force: bool = False):
