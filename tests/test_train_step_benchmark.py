@@ -67,24 +67,41 @@ def check_common(r: dict, devices: int, global_batch: int) -> None:
         assert flops["model_per_device"] == pytest.approx(flops["xla_per_device"], rel=0.3)
 
 
-def test_buffer_assignment_parser_matches_memory_analysis(tmp_path):
-    """The plan-mode reader of XLA's buffer-assignment dump sums what ``memory_analysis()`` reports."""
-    import jax
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec
+PARSER_CHECK = """
+import json, pathlib, sys
+import jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
+sys.path.insert(0, "tests")
+from test_train_step_benchmark import load_script
+bench_module = load_script()
+dump_dir = pathlib.Path(sys.argv[1])
+mesh = jax.make_mesh((len(jax.devices()),), ("x",))
+row = NamedSharding(mesh, PartitionSpec("x"))
+step = jax.jit(lambda a, b: (jnp.tanh(a @ b).sum(0) * 2, b + 1), in_shardings=(row, None), donate_argnums=(1,))
+a = jax.ShapeDtypeStruct((64, 256), jnp.float32, sharding=row)
+b = jax.ShapeDtypeStruct((256, 256), jnp.float32)
+compiled = step.lower(a, b).compile({"xla_dump_to": str(dump_dir)})
+dumps = sorted(dump_dir.glob("*after_optimizations-buffer-assignment.txt"))
+print(json.dumps({"dumps": len(dumps), "parsed": bench_module.parse_buffer_assignment(dumps[0]) if dumps else None,
+                  "expected": bench_module.memory_of(compiled)}))
+"""
 
-    bench_module = load_script()
-    mesh = jax.make_mesh((len(jax.devices()),), ("x",))
-    row = NamedSharding(mesh, PartitionSpec("x"))
-    step = jax.jit(lambda a, b: (jnp.tanh(a @ b).sum(0) * 2, b + 1), in_shardings=(row, None), donate_argnums=(1,))
-    a = jax.ShapeDtypeStruct((64, 256), jnp.float32, sharding=row)
-    b = jax.ShapeDtypeStruct((256, 256), jnp.float32)
-    compiled = step.lower(a, b).compile({"xla_dump_to": str(tmp_path)})
-    (dump,) = tmp_path.glob("*after_optimizations-buffer-assignment.txt")
-    parsed = bench_module.parse_buffer_assignment(dump)
-    expected = bench_module.memory_of(compiled)
-    assert parsed == expected
-    assert parsed["alias"] == 256 * 256 * 4 and parsed["argument"] > parsed["alias"]
+
+def test_buffer_assignment_parser_matches_memory_analysis(tmp_path):
+    """The plan-mode reader of XLA's buffer-assignment dump sums what ``memory_analysis()`` reports.
+
+    Runs in a fresh interpreter: once another test has switched on the persistent compilation cache (a process-wide,
+    sticky switch in jax), a cache hit skips XLA's passes and writes no dump.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", PARSER_CHECK, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["dumps"] == 1
+    assert r["parsed"] == r["expected"]
+    assert r["parsed"]["alias"] == 256 * 256 * 4 and r["parsed"]["argument"] > r["parsed"]["alias"]
 
 
 @pytest.mark.slow
