@@ -81,6 +81,9 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
     c.model.unet_config_path = ""  # if set, a config.json that replaces model.unet.
     c.model.remat_policy = "" if tiny else "full"  # "" = none; else a genxd_jax.models.unet.REMAT_POLICIES key.
     c.model.dtype = "float32" if tiny else "bfloat16"  # activation (compute) dtype; parameters stay float32.
+    # Attention core (genxd_jax.models.attention): "" = by backend (a cache-tiled loop on CPU, jax.nn elsewhere);
+    # "xla", "cudnn" (GPU, bf16/fp16: cuDNN flash attention) or "tiled".
+    c.model.attention_impl = ""
 
     # --- initialisation (ignored when the workdir already holds a checkpoint: that always wins) ----------
     # "random" | "svd:<released SVD unet dir>" | "genxd:<released GenXD unet dir>" | "workdir:<other run dir>"

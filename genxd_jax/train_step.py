@@ -93,13 +93,14 @@ def build_unet_for_training(config) -> nnx.Module:
     """The UNet to train, on the host, initialised from ``config.init.source`` (``workdir:`` loads later)."""
     dtype = jnp.dtype(config.model.dtype)
     remat = config.model.remat_policy or None
+    attention = config.model.attention_impl or None
     kind, _, path = config.init.source.partition(":")
     if kind == "genxd":
-        unet = load_unet(path, dtype=jnp.float32, compute_dtype=dtype, remat_policy=remat)
+        unet = load_unet(path, dtype=jnp.float32, compute_dtype=dtype, remat_policy=remat, attention_impl=attention)
         logging.info("initialised the UNet from the GenXD checkpoint %s", path)
         return unet
     unet = build_unet(unet_config_dict(config), seed=int(config.seed), dtype=dtype, param_dtype=jnp.float32,
-                      remat_policy=remat)
+                      remat_policy=remat, attention_impl=attention)
     if kind == "svd":
         from genxd_jax.convert.safetensors_io import read_released_dir
         from genxd_jax.convert.svd_init import init_unet_from_svd
@@ -125,7 +126,8 @@ def abstract_train_state(config, tx, mesh, rules=sharding.DEFAULT_RULES) -> tupl
     ``benchmarks/train_step.py``.
     """
     unet = abstract_unet(unet_config_dict(config), dtype=jnp.dtype(config.model.dtype), param_dtype=jnp.float32,
-                         remat_policy=config.model.remat_policy or None)
+                         remat_policy=config.model.remat_policy or None,
+                         attention_impl=config.model.attention_impl or None)
     graphdef, params_state, rest = nnx.split(unet, nnx.Param, ...)
     if jax.tree.leaves(rest):
         raise ValueError("the UNet has non-Param state; the trainer only handles parameters")

@@ -266,6 +266,7 @@ def test_real_vae_bf16_remat_with_periodic_eval(tiny_a, tmp_path):
     ("init.source", "bogus", "init.source"),
     ("eval.num_inference_steps", 0, "eval.num_inference_steps"),
     ("eval.kinds", ("2d",), "eval.kinds"),
+    ("model.attention_impl", "flash", "model.attention_impl"),
 ])
 def test_validation_names_field(field, value, needle):
     c = stage3.get_config("tiny")
