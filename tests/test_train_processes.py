@@ -174,3 +174,38 @@ def test_two_processes_match_one_process(tmp_path):
     _, params = final_params(workdir, config)
     _, expected = final_params(tmp_path / "one", config)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), params, expected)
+
+
+def test_sigterm_to_both_processes_saves_one_checkpoint_at_a_common_step(tmp_path):
+    """Pod preemption: every worker gets SIGTERM. JAX's preemption notifier (polled through
+    ``CheckpointManager.reached_preemption``) makes both processes stop at the same step, save it together and
+    exit cleanly."""
+    workdir = tmp_path / "run"
+    overrides = ("--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.data.batch_size=4")
+    env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", GENXD_NUM_PROCESSES="2",
+                    GENXD_COORDINATOR_ADDRESS=f"localhost:{free_port()}")
+    procs, logs = [], []
+    for pid in range(2):
+        logs.append(tmp_path / f"process{pid}.log")
+        procs.append(subprocess.Popen(main_args(workdir, 100_000, 0, *overrides), cwd=REPO,
+                                      env=dict(env, GENXD_PROCESS_ID=str(pid)), stdout=open(logs[-1], "w"),
+                                      stderr=subprocess.STDOUT))
+    try:
+        wait_for(lambda: re.search(r"\] \[3\] .*loss=", logs[0].read_text()) is not None, procs[0], TIMEOUT,
+                 "step 3")
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=180)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    texts = [log.read_text() for log in logs]
+    for proc, text in zip(procs, texts):
+        assert proc.returncode == 0, text[-3000:]
+    stops = [re.search(r"preempted at step (\d+)", text) for text in texts]
+    assert all(stops), [text[-2000:] for text in texts]
+    stop = int(stops[0].group(1))
+    assert int(stops[1].group(1)) == stop >= 3
+    assert finalized_steps(workdir) == [stop]
