@@ -36,7 +36,7 @@ Options (environment variable in brackets; flags win):
 Examples:
   launch/local.sh --config=configs/stage3.py:tiny --workdir=runs/tiny
   launch/local.sh --processes=2 --cpu-devices=4 --config=configs/stage3.py:tiny --workdir=/tmp/mp -- \
-      --config.train.num_steps=2
+      --config.num_train_steps=2
 USAGE
 }
 

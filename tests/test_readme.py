@@ -165,3 +165,22 @@ def test_readme_snippet(snippet: Snippet, sandbox):
     )
     for out in re.findall(r"--output\s+(\S+)", code):  # the generate commands wrote what they promise
         assert (sandbox / out / "preview.png").is_file() and (sandbox / out / "cameras.json").is_file(), out
+
+
+def test_documented_config_overrides_exist():
+    """Every ``--config.a.b=`` override shown in the README, the launch scripts and their README names a field
+    of the stage configs (an override of a missing field is an error at start-up)."""
+    sys.path.insert(0, str(REPO))
+    from configs import stage1, stage2, stage3
+
+    docs = [README, REPO / "launch" / "README.md", *sorted((REPO / "launch").glob("*.sh"))]
+    fields = {m.group(1) for doc in docs for m in re.finditer(r"--config\.([A-Za-z_][\w.]*)=", doc.read_text())}
+    assert fields, "no documented overrides found"
+    for module in (stage1, stage2, stage3):
+        for variant in ("tiny", "full"):
+            config = module.get_config(variant)
+            for field in sorted(fields):
+                node = config
+                for part in field.split("."):
+                    assert part in node, f"--config.{field} (documented) is not a field of {module.__name__}:{variant}"
+                    node = node[part]
