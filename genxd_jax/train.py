@@ -191,17 +191,16 @@ def initial_state(config, tx, mesh, manager, data_iter=None) -> tuple[nnx.GraphD
     """The state to start from: the workdir's latest checkpoint (restored straight onto ``mesh``, with the data
     iterator), else a fresh state from ``config.init.source`` (``workdir:<dir>`` copies that run's latest
     parameters, optimiser and step starting afresh)."""
+    graphdef, abstract = abstract_train_state(config, tx, mesh)
     if manager.latest_step() is not None:
-        graphdef, abstract = abstract_train_state(config, tx, mesh)
         _, state = checkpointing.restore(manager, abstract, data_iter)
         return graphdef, state
     kind, _, path = config.init.source.partition(":")
     if kind != "workdir":
-        return create_train_state(config, tx, mesh)
-    _, abstract = abstract_train_state(config, tx, mesh)
+        return create_train_state(config, tx, mesh, abstract=(graphdef, abstract))
     params = checkpointing.restore_params(path, abstract["params"])
     logging.info("initialised the UNet from the run %s", path)
-    return create_train_state(config, tx, mesh, params=params)
+    return create_train_state(config, tx, mesh, params=params, abstract=(graphdef, abstract))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

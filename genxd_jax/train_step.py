@@ -150,15 +150,17 @@ def shardings_of(abstract_state):
     return jax.tree.map(lambda x: x.sharding, abstract_state)
 
 
-def create_train_state(config, tx, mesh, rules=sharding.DEFAULT_RULES, *, params=None) -> tuple[nnx.GraphDef, dict]:
+def create_train_state(config, tx, mesh, rules=sharding.DEFAULT_RULES, *, params=None,
+                       abstract=None) -> tuple[nnx.GraphDef, dict]:
     """``(graphdef, state)``: UNet parameters placed on ``mesh``, a fresh optimiser state and EMA, step 0.
 
     ``params`` (a pure dict, e.g. restored from another run) or, when None, the UNet from ``config.init.source``
     built on the host (numpy init or a loaded checkpoint; every process builds the same values) and placed leaf
     by leaf with its shardings. The optimiser state is created by a jitted ``tx.init`` with explicit output
-    shardings, so the moments are born sharded.
+    shardings, so the moments are born sharded. ``abstract``: the ``abstract_train_state(config, tx, mesh,
+    rules)`` pair if the caller already has it (it takes ~3 s to trace for the full model).
     """
-    graphdef, abstract = abstract_train_state(config, tx, mesh, rules)
+    graphdef, abstract = abstract or abstract_train_state(config, tx, mesh, rules)
     shardings = shardings_of(abstract)
     if params is None:
         unet = build_unet_for_training(config)
@@ -283,7 +285,8 @@ def make_train_step(config, graphdef, autoencoder, state_shardings, mesh, rules=
     """``(jitted_step, ae_state)``: ``jitted_step(state, batch, ae_state) -> (state, metrics)``.
 
     Compiled with explicit in/out shardings (state by logical names, batch over data × fsdp, the frozen
-    autoencoder replicated) and the state's buffers donated.
+    autoencoder replicated) and the state's buffers donated. The optimiser and its schedule come from
+    ``make_optimizer(config)``, a pure function of the config, so they are the ones that built the state.
     """
     tx, schedule = make_optimizer(config)
     ae_graphdef, ae_state = nnx.split(autoencoder)
