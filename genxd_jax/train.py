@@ -30,6 +30,7 @@ from flax import nnx
 from genxd_jax import checkpointing, sharding
 from genxd_jax.data import make_eval_scenes, make_train_dataset
 from genxd_jax.models import UNetConfig
+from genxd_jax.models.attention import IMPLEMENTATIONS as ATTENTION_IMPLEMENTATIONS
 from genxd_jax.models.unet import REMAT_POLICIES
 from genxd_jax.train_step import (
     LATENT_FACTOR,
@@ -111,8 +112,8 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
          f"must be float32/bfloat16/float16, got {config.model.dtype!r}")
     need(config.model.remat_policy in ("", *REMAT_POLICIES), "model.remat_policy",
          f"must be '' or one of {sorted(REMAT_POLICIES)}, got {config.model.remat_policy!r}")
-    need(config.model.attention_impl in ("", "xla", "cudnn", "tiled"), "model.attention_impl",
-         f"must be '', xla, cudnn or tiled, got {config.model.attention_impl!r}")
+    need((config.model.attention_impl or None) in ATTENTION_IMPLEMENTATIONS, "model.attention_impl",
+         f"must be '' or one of {[i for i in ATTENTION_IMPLEMENTATIONS if i]}, got {config.model.attention_impl!r}")
     src = config.init.source
     need(src == "random" or src.split(":", 1)[0] in ("svd", "genxd", "workdir") and ":" in src, "init.source",
          f"must be random, svd:<dir>, genxd:<dir> or workdir:<dir>, got {src!r}")

@@ -89,18 +89,22 @@ def make_autoencoder(config, *, abstract: bool = False) -> nnx.Module:
     return load_vae(path)
 
 
+def unet_options(config) -> dict:
+    """The UNet's execution options from ``config.model`` (None where the config says "": the model's default),
+    the same for the trained, the abstract and the loaded UNet."""
+    return dict(remat_policy=config.model.remat_policy or None, attention_impl=config.model.attention_impl or None)
+
+
 def build_unet_for_training(config) -> nnx.Module:
     """The UNet to train, on the host, initialised from ``config.init.source`` (``workdir:`` loads later)."""
     dtype = jnp.dtype(config.model.dtype)
-    remat = config.model.remat_policy or None
-    attention = config.model.attention_impl or None
     kind, _, path = config.init.source.partition(":")
     if kind == "genxd":
-        unet = load_unet(path, dtype=jnp.float32, compute_dtype=dtype, remat_policy=remat, attention_impl=attention)
+        unet = load_unet(path, dtype=jnp.float32, compute_dtype=dtype, **unet_options(config))
         logging.info("initialised the UNet from the GenXD checkpoint %s", path)
         return unet
     unet = build_unet(unet_config_dict(config), seed=int(config.seed), dtype=dtype, param_dtype=jnp.float32,
-                      remat_policy=remat, attention_impl=attention)
+                      **unet_options(config))
     if kind == "svd":
         from genxd_jax.convert.safetensors_io import read_released_dir
         from genxd_jax.convert.svd_init import init_unet_from_svd
@@ -126,8 +130,7 @@ def abstract_train_state(config, tx, mesh, rules=sharding.DEFAULT_RULES) -> tupl
     ``benchmarks/train_step.py``.
     """
     unet = abstract_unet(unet_config_dict(config), dtype=jnp.dtype(config.model.dtype), param_dtype=jnp.float32,
-                         remat_policy=config.model.remat_policy or None,
-                         attention_impl=config.model.attention_impl or None)
+                         **unet_options(config))
     graphdef, params_state, rest = nnx.split(unet, nnx.Param, ...)
     if jax.tree.leaves(rest):
         raise ValueError("the UNet has non-Param state; the trainer only handles parameters")

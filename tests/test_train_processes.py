@@ -6,6 +6,7 @@ Each subprocess uses the tests' persistent compilation cache (see test_train.py)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
@@ -136,6 +137,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def two_processes(tmp_path, args: list[str]):
+    """Runs ``args`` as processes 0 and 1 of a ``jax.distributed`` job on localhost, 4 CPU devices each, the
+    output of process p in ``tmp_path/process<p>.log``. Yields ``(procs, log paths)``; kills what still runs on
+    exit."""
+    env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", GENXD_NUM_PROCESSES="2",
+                    GENXD_COORDINATOR_ADDRESS=f"localhost:{free_port()}")
+    procs, logs = [], [tmp_path / f"process{pid}.log" for pid in range(2)]
+    try:
+        for pid, log in enumerate(logs):
+            with open(log, "w") as out:
+                procs.append(subprocess.Popen(args, cwd=REPO, env=dict(env, GENXD_PROCESS_ID=str(pid)), stdout=out,
+                                              stderr=subprocess.STDOUT))
+        yield procs, logs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_two_processes_match_one_process(tmp_path):
     """data 2 × fsdp 4 over 2 processes × 4 CPU devices (gloo collectives), batch 4 per process, versus the
     same mesh over 8 devices of this process with batch 8: the data pipeline gives both the same global
@@ -143,21 +165,10 @@ def test_two_processes_match_one_process(tmp_path):
     steps = 3
     overrides = ("--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.optimizer.eps=0.001")
     workdir = tmp_path / "two"
-    env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", GENXD_NUM_PROCESSES="2",
-                    GENXD_COORDINATOR_ADDRESS=f"localhost:{free_port()}")
-    procs, logs = [], []
-    for pid in range(2):
-        logs.append(tmp_path / f"process{pid}.log")
-        procs.append(subprocess.Popen(main_args(workdir, steps, 0, *overrides, "--config.data.batch_size=4"),
-                                      cwd=REPO, env=dict(env, GENXD_PROCESS_ID=str(pid)),
-                                      stdout=open(logs[-1], "w"), stderr=subprocess.STDOUT))
-    try:
+    args = main_args(workdir, steps, 0, *overrides, "--config.data.batch_size=4")
+    with two_processes(tmp_path, args) as (procs, logs):
         for proc in procs:
             proc.wait(timeout=TIMEOUT)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
     for proc, log in zip(procs, logs):
         assert proc.returncode == 0, log.read_text()[-3000:]
     assert "over 2 processes" in logs[0].read_text()
@@ -182,25 +193,13 @@ def test_sigterm_to_both_processes_saves_one_checkpoint_at_a_common_step(tmp_pat
     exit cleanly."""
     workdir = tmp_path / "run"
     overrides = ("--config.mesh.data=2", "--config.mesh.fsdp=4", "--config.data.batch_size=4")
-    env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", GENXD_NUM_PROCESSES="2",
-                    GENXD_COORDINATOR_ADDRESS=f"localhost:{free_port()}")
-    procs, logs = [], []
-    for pid in range(2):
-        logs.append(tmp_path / f"process{pid}.log")
-        procs.append(subprocess.Popen(main_args(workdir, 100_000, 0, *overrides), cwd=REPO,
-                                      env=dict(env, GENXD_PROCESS_ID=str(pid)), stdout=open(logs[-1], "w"),
-                                      stderr=subprocess.STDOUT))
-    try:
+    with two_processes(tmp_path, main_args(workdir, 100_000, 0, *overrides)) as (procs, logs):
         wait_for(lambda: re.search(r"\] \[3\] .*loss=", logs[0].read_text()) is not None, procs[0], TIMEOUT,
                  "step 3")
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=180)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
     texts = [log.read_text() for log in logs]
     for proc, text in zip(procs, texts):
         assert proc.returncode == 0, text[-3000:]
