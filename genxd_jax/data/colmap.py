@@ -1,24 +1,21 @@
-"""Reader of COLMAP sparse models in the documented binary format (cameras.bin, images.bin).
+"""COLMAP sparse models (``cameras.bin``, ``images.bin``, ``points3D.bin``) read and written through pycolmap.
 
-Format (https://colmap.github.io/format.html#binary-file-format), little endian:
+Format (https://colmap.github.io/format.html#binary-file-format): poses are world-to-camera (``cam_from_world``)
+in OpenCV camera axes; intrinsics are in pixels with the top-left pixel's centre at (0.5, 0.5). pycolmap 4.x
+reads both the legacy three-file models (CamVid-30K, MVImgNet, COLMAP ≤ 3.11) and the current ones that add
+``rigs.bin``/``frames.bin``; :func:`write_colmap_model` writes the legacy three files (plus nothing else), the
+layout of the released datasets.
 
-* ``cameras.bin``: uint64 count; per camera: uint32 camera_id, int32 model_id, uint64 width, uint64 height,
-  float64 params[n(model)].
-* ``images.bin``: uint64 count; per image: uint32 image_id, float64 qw qx qy qz, float64 tx ty tz
-  (world-to-camera,
-  OpenCV camera axes), uint32 camera_id, name (NUL-terminated), uint64 num_points2D, then num_points2D ×
-  (float64 x, float64 y, int64 point3D_id).
-
-``points3D.bin`` is not needed for cameras and is not read. Lens distortion parameters are ignored: GenXD
-conditions on pinhole rays only (the CamVid-30K models are SIMPLE_PINHOLE / PINHOLE / SIMPLE_RADIAL with tiny
-k).
+Lens distortion parameters are ignored when reading: GenXD conditions on pinhole rays only (the CamVid-30K
+models are SIMPLE_PINHOLE / PINHOLE / SIMPLE_RADIAL with tiny k). Image ids are not in frame order in COLMAP
+output, so frames are sorted by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import struct
+import tempfile
 
 import numpy as np
 
@@ -41,6 +38,15 @@ CAMERA_MODELS = {
     9: ("RADIAL_FISHEYE", 5, _SINGLE_F),
     10: ("THIN_PRISM_FISHEYE", 12, _DUAL_F),
 }
+_MODEL_IDS = {name: mid for mid, (name, _, _) in CAMERA_MODELS.items()}
+# Files a current COLMAP writes besides the three of the released layout.
+_EXTRA_FILES = ("rigs.bin", "frames.bin")
+
+
+def _pycolmap():
+    import pycolmap  # a runtime dependency; imported lazily so that `genxd_jax.data` imports stay light
+
+    return pycolmap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +58,10 @@ class ColmapCamera:
 
     def normalised_intrinsics(self) -> np.ndarray:
         """(3, 3) intrinsics normalised by (width, height)."""
+        if self.model not in _MODEL_IDS:
+            raise BadSceneError("bad_layout", f"unsupported COLMAP camera model {self.model}")
         fx, fy, cx, cy = CAMERA_MODELS[_MODEL_IDS[self.model]][2](self.params)
         return normalised_intrinsics(fx, fy, cx, cy, self.width, self.height)
-
-
-_MODEL_IDS = {name: mid for mid, (name, _, _) in CAMERA_MODELS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,66 +71,56 @@ class ColmapImage:
     w2c: np.ndarray  # (4, 4) float64, OpenCV axes
 
 
-class _Cursor:
-    def __init__(self, data: bytes, path: str):
-        self.data, self.pos, self.path = data, 0, path
-
-    def read(self, fmt: str):
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
-            raise BadSceneError("bad_layout", f"{self.path} is truncated at byte {self.pos}")
-        out = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += size
-        return out
-
-    def read_cstring(self) -> str:
-        end = self.data.find(b"\x00", self.pos)
-        if end < 0:
-            raise BadSceneError("bad_layout", f"{self.path}: unterminated image name")
-        out = self.data[self.pos : end].decode("utf-8")
-        self.pos = end + 1
-        return out
-
-
-def _read_bytes(path: str) -> bytes:
+def load_reconstruction(model_dir: str):
+    """``pycolmap.Reconstruction`` of a model folder; unreadable or truncated files raise ``bad_layout``."""
+    for name in ("cameras.bin", "images.bin"):
+        if not os.path.isfile(os.path.join(model_dir, name)):
+            raise BadSceneError("bad_layout", f"missing COLMAP file {os.path.join(model_dir, name)}")
+    pycolmap = _pycolmap()
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError as err:
-        raise BadSceneError("bad_layout", f"missing COLMAP file {path}") from err
+        if os.path.isfile(os.path.join(model_dir, "points3D.bin")):
+            return pycolmap.Reconstruction(model_dir)
+        # A model without points3D.bin (allowed by the readers of the released data): read it from a temporary
+        # copy that has an empty points file, since pycolmap wants all three.
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("cameras.bin", "images.bin"):
+                os.symlink(os.path.abspath(os.path.join(model_dir, name)), os.path.join(tmp, name))
+            with open(os.path.join(tmp, "points3D.bin"), "wb") as f:
+                f.write(b"\x00" * 8)
+            return pycolmap.Reconstruction(tmp)
+    except (ValueError, RuntimeError, OSError, IndexError, KeyError) as err:  # pycolmap raises all of them
+        raise BadSceneError("bad_layout", f"unreadable COLMAP model {model_dir}: {err}") from err
 
 
-def read_cameras_bin(path: str) -> dict[int, ColmapCamera]:
-    """Parses ``cameras.bin`` → {camera_id: ColmapCamera}."""
-    cur = _Cursor(_read_bytes(path), path)
-    (count,) = cur.read("<Q")
-    cameras = {}
-    for _ in range(count):
-        camera_id, model_id, width, height = cur.read("<IiQQ")
-        if model_id not in CAMERA_MODELS:
-            raise BadSceneError("bad_layout", f"{path}: unknown COLMAP camera model id {model_id}")
-        name, n_params, _ = CAMERA_MODELS[model_id]
-        params = np.array(cur.read(f"<{n_params}d"), dtype=np.float64)
-        cameras[camera_id] = ColmapCamera(name, int(width), int(height), params)
-    return cameras
+def _camera(cam) -> ColmapCamera:
+    name = cam.model.name if hasattr(cam.model, "name") else str(cam.model)
+    return ColmapCamera(name, int(cam.width), int(cam.height), np.asarray(cam.params, np.float64).copy())
 
 
-def read_images_bin(path: str) -> list[ColmapImage]:
-    """Parses ``images.bin`` → registered images (pose + camera id + name), in file order."""
-    cur = _Cursor(_read_bytes(path), path)
-    (count,) = cur.read("<Q")
+def read_cameras(model_dir: str) -> dict[int, ColmapCamera]:
+    """{camera_id: ColmapCamera} of a model folder."""
+    rec = load_reconstruction(model_dir)
+    return {int(cid): _camera(cam) for cid, cam in rec.cameras.items()}
+
+
+def _images(rec, model_dir: str) -> list[ColmapImage]:
     images = []
-    for _ in range(count):
-        values = cur.read("<I7dI")
-        qvec, tvec, camera_id = np.array(values[1:5]), np.array(values[5:8]), values[8]
-        name = cur.read_cstring()
-        (n_points,) = cur.read("<Q")
-        cur.pos += n_points * 24
-        if cur.pos > len(cur.data):
-            raise BadSceneError("bad_layout", f"{path} is truncated in the points of {name}")
-        w2c = rt_to_matrix(qvec_to_rotmat(qvec), tvec)
-        images.append(ColmapImage(name, int(camera_id), w2c))
+    for img in rec.images.values():
+        if not img.has_pose:
+            continue  # not registered: no pose, not a frame of the scene
+        pose = img.cam_from_world()
+        x, y, z, w = np.asarray(pose.rotation.quat, np.float64)
+        tvec = np.asarray(pose.translation, np.float64)
+        if not np.all(np.isfinite(tvec)):
+            raise BadSceneError("nonfinite_pose", f"{model_dir}: non-finite translation of {img.name}")
+        w2c = rt_to_matrix(qvec_to_rotmat(np.array([w, x, y, z])), tvec)
+        images.append(ColmapImage(img.name, int(img.camera_id), w2c))
     return images
+
+
+def read_images(model_dir: str) -> list[ColmapImage]:
+    """Registered images (pose + camera id + name) of a model folder, sorted by name."""
+    return sorted(_images(load_reconstruction(model_dir), model_dir), key=lambda im: im.name)
 
 
 def find_model_dir(root: str) -> str:
@@ -144,8 +139,9 @@ def find_model_dir(root: str) -> str:
 
 def read_colmap_model(model_dir: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Reads a sparse model: (names sorted, c2w (N, 4, 4) OpenCV, intrinsics (N, 3, 3) normalised)."""
-    cameras = read_cameras_bin(os.path.join(model_dir, "cameras.bin"))
-    images = sorted(read_images_bin(os.path.join(model_dir, "images.bin")), key=lambda im: im.name)
+    rec = load_reconstruction(model_dir)
+    cameras = {int(cid): _camera(cam) for cid, cam in rec.cameras.items()}
+    images = sorted(_images(rec, model_dir), key=lambda im: im.name)
     if not images:
         raise BadSceneError("too_few_frames", f"{model_dir}: no registered images")
     missing = {im.camera_id for im in images} - set(cameras)
@@ -159,3 +155,58 @@ def read_colmap_model(model_dir: str) -> tuple[list[str], np.ndarray, np.ndarray
     c2w[:, 3, 3] = 1.0
     intr = np.stack([cameras[im.camera_id].normalised_intrinsics() for im in images])
     return [im.name for im in images], c2w, intr
+
+
+def finalize_model_dir(model_dir: str) -> None:
+    """Makes a pycolmap-written folder the released layout: drops ``rigs.bin``/``frames.bin`` (every camera
+    is a trivial rig) so that the folder holds exactly ``cameras.bin``, ``images.bin``, ``points3D.bin``."""
+    for name in _EXTRA_FILES:
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def write_colmap_model(
+    model_dir: str,
+    names: list[str],
+    w2c: np.ndarray,
+    cameras: list[tuple[str, int, int, list[float]]],
+    *,
+    camera_index=None,
+    image_ids=None,
+    points=None,
+) -> None:
+    """Writes a model through pycolmap: ``cameras.bin``, ``images.bin``, ``points3D.bin`` (released layout).
+
+    ``names``: image names; ``w2c``: (N, 4, 4) world-to-camera, OpenCV axes; ``cameras``: list of
+    (model name, width, height, params in pixels, COLMAP pixel convention); ``camera_index``: (N,) index into
+    ``cameras`` per image (default: image i uses camera i); ``image_ids``: (N,) COLMAP ids (default 1..N);
+    ``points``: optional (P, 3) world points with no observations.
+    """
+    pycolmap = _pycolmap()
+    n = len(names)
+    camera_index = list(range(n)) if camera_index is None else [int(c) for c in camera_index]
+    image_ids = list(range(1, n + 1)) if image_ids is None else [int(i) for i in image_ids]
+    rec = pycolmap.Reconstruction()
+    for cid, (model, width, height, params) in enumerate(cameras, start=1):
+        cam = pycolmap.Camera(
+            model=model, width=int(width), height=int(height), params=[float(p) for p in params], camera_id=cid
+        )
+        rec.add_camera_with_trivial_rig(cam)
+    for i in range(n):
+        rot = np.asarray(w2c[i][:3, :3], np.float64)
+        if np.all(np.isfinite(rot)):
+            from genxd_jax.data.cameras import rotmat_to_qvec
+
+            w, x, y, z = rotmat_to_qvec(rot)
+            quat = np.array([x, y, z, w])
+        else:
+            quat = np.full(4, np.nan)
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(quat), np.asarray(w2c[i][:3, 3], np.float64))
+        img = pycolmap.Image(name=names[i], camera_id=camera_index[i] + 1, image_id=image_ids[i])
+        rec.add_image_with_trivial_frame(img, pose)
+    for p in [] if points is None else np.asarray(points, np.float64):
+        rec.add_point3D(p, pycolmap.Track(), np.zeros(3, np.uint8))
+    os.makedirs(model_dir, exist_ok=True)
+    rec.write_binary(model_dir)
+    finalize_model_dir(model_dir)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import struct
 
 import numpy as np
 from PIL import Image
 
-from genxd_jax.data.cameras import OPENGL_TO_OPENCV, rotmat_to_qvec
+from genxd_jax.data import colmap
+from genxd_jax.data.cameras import OPENGL_TO_OPENCV
 from genxd_jax.data.colmap import CAMERA_MODELS
 
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0])
@@ -73,34 +73,26 @@ def write_colmap_model(
     model: str = "PINHOLE",
     order=None,
 ) -> None:
-    """COLMAP binary ``cameras.bin``/``images.bin``/``points3D.bin`` (one camera per image; no points).
+    """COLMAP binary ``cameras.bin``/``images.bin``/``points3D.bin`` through pycolmap (one camera per image; no
+    points).
 
-    ``order`` permutes the image records in the file (COLMAP does not store them sorted by name).
+    ``order`` permutes the image ids (COLMAP does not number images in name order): image ``order[j]`` gets id
+    ``j + 1``.
     """
-    os.makedirs(model_dir, exist_ok=True)
-    model_id = next(mid for mid, (name, _, _) in CAMERA_MODELS.items() if name == model)
-    n_params = CAMERA_MODELS[model_id][1]
-    with open(os.path.join(model_dir, "cameras.bin"), "wb") as f:
-        f.write(struct.pack("<Q", len(names)))
-        for i, k in enumerate(intrinsics):
-            fx, fy, cx, cy = k[0, 0] * width, k[1, 1] * height, k[0, 2] * width, k[1, 2] * height
-            if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-                params = [fx, cx, cy] + [0.0] * (n_params - 3)
-            else:
-                params = [fx, fy, cx, cy] + [0.0] * (n_params - 4)
-            f.write(struct.pack("<IiQQ", i + 1, model_id, width, height))
-            f.write(struct.pack(f"<{n_params}d", *params))
-    with open(os.path.join(model_dir, "images.bin"), "wb") as f:
-        f.write(struct.pack("<Q", len(names)))
-        for i in order if order is not None else range(len(names)):
-            w2c = _inv(c2w[i])
-            qvec = rotmat_to_qvec(w2c[:3, :3]) if np.all(np.isfinite(w2c)) else np.full(4, np.nan)
-            f.write(struct.pack("<I7dI", i + 1, *qvec, *w2c[:3, 3], i + 1))
-            f.write(names[i].encode() + b"\x00")
-            f.write(struct.pack("<Q", 2))
-            f.write(struct.pack("<ddq", 1.0, 2.0, -1) * 2)
-    with open(os.path.join(model_dir, "points3D.bin"), "wb") as f:
-        f.write(struct.pack("<Q", 0))
+    n_params = CAMERA_MODELS[next(mid for mid, (name, _, _) in CAMERA_MODELS.items() if name == model)][1]
+    cameras = []
+    for k in intrinsics:
+        fx, fy, cx, cy = k[0, 0] * width, k[1, 1] * height, k[0, 2] * width, k[1, 2] * height
+        if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+            params = [fx, cx, cy] + [0.0] * (n_params - 3)
+        else:
+            params = [fx, fy, cx, cy] + [0.0] * (n_params - 4)
+        cameras.append((model, width, height, params))
+    image_ids = np.arange(1, len(names) + 1)
+    if order is not None:
+        image_ids[np.asarray(order)] = np.arange(1, len(names) + 1)
+    w2c = np.stack([_inv(m) for m in c2w])
+    colmap.write_colmap_model(model_dir, list(names), w2c, cameras, image_ids=image_ids)
 
 
 def write_colmap_scene(

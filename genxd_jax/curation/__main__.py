@@ -1,0 +1,5 @@
+import sys
+
+from genxd_jax.curation.cli import main
+
+sys.exit(main())
