@@ -12,8 +12,9 @@ Sources of the label, in order of preference:
 1. dataset metadata (``meta.json`` ``motion_strength`` of a CamVid-30K clip / animated Objaverse object),
    taken as already in these units;
 2. the exact value of procedural scenes (:meth:`genxd_jax.data.synthetic.SyntheticScene.motion_strength`);
-3. otherwise :func:`flow_motion_proxy`, a documented stand-in for the paper's curation pipeline (which needs
-   Mask2Former, Depth Anything, DEVA and TAPIR): dense Farnebäck optical flow between consecutive sampled
+3. otherwise :func:`flow_motion_proxy`, a crude stand-in for clips that were never curated. Curate them
+   instead with ``python -m genxd_jax.curate`` (:mod:`genxd_jax.curation`), which computes the paper's motion
+   strength (masked SfM, aligned depth, tracked object keypoints) and writes it to ``meta.json``. The proxy: dense Farnebäck optical flow between consecutive sampled
    frames at 64 px, minus its median (a crude removal of camera-induced flow), and the 90th percentile of the
    residual magnitude (the moving-object region), normalised by the image size, averaged over pairs, × 100.
 """
