@@ -1,4 +1,5 @@
-"""Throughput of the metric networks: LPIPS-VGG pairs at 256², FID Inception features at 299².
+"""Throughput of the metric networks: LPIPS-VGG pairs at 256², FID Inception features at 299², I3D clips
+(16 frames) at 224², CLIP ViT-L/14 images at 224².
 
     python benchmarks/metrics.py [--only lpips_vgg fid_inception] [--batch 8] [--repeats 3]
 
@@ -48,7 +49,29 @@ def fid_inception(batch: int):
     return "FID Inception 299² (images)", fn, (state, x), batch
 
 
-BENCHMARKS = {"lpips_vgg": lpips_vgg, "fid_inception": fid_inception}
+def i3d(batch: int):
+    """FVD I3D embeddings of `batch` clips of 16 frames at 224² (no resize needed), random weights."""
+    from genxd_jax.evaluation.i3d import InceptionI3d, preprocess_clips
+
+    model = InceptionI3d(rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(np.random.default_rng(0).random((batch, 16, 224, 224, 3)), jnp.float32)
+    fn = jax.jit(lambda st, v: nnx.merge(graphdef, st)(preprocess_clips(v, 224)))
+    return "I3D 16x224² (clips)", fn, (state, x), batch
+
+
+def clip_l14(batch: int):
+    """CLIP ViT-L/14 image embeddings of `batch` images at 224² (the CLIP-I default), random weights."""
+    from genxd_jax.evaluation.clip import CLIPVisionConfig, CLIPVisionTower, preprocess_images
+
+    model = CLIPVisionTower(CLIPVisionConfig(), rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(np.random.default_rng(0).random((batch, 224, 224, 3)), jnp.float32)
+    fn = jax.jit(lambda st, im: nnx.merge(graphdef, st)(preprocess_images(im, 224)))
+    return "CLIP ViT-L/14 224² (images)", fn, (state, x), batch
+
+
+BENCHMARKS = {"lpips_vgg": lpips_vgg, "fid_inception": fid_inception, "i3d": i3d, "clip_l14": clip_l14}
 
 
 def run(entry, batch: int, repeats: int) -> dict:

