@@ -128,6 +128,9 @@ def parse_args(argv=None):
     p.add_argument("--attention-block-elements", type=int, default=-1,
                    help="score-block budget of the multi-view attention (genxd_jax.models.attention; -1: the "
                         "model's default 2^28, 0: never split into query blocks)")
+    p.add_argument("--latents", action="store_true",
+                   help="train on pre-encoded latents (config.data.latents): the batch carries the posterior "
+                        "statistics and the step skips the VAE encoder")
     p.add_argument("--steps", type=int, default=10, help="run mode: timed steps")
     p.add_argument("--warmup", type=int, default=2, help="run mode: untimed steps after compilation")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="per-device peak for MFU (default: datasheet)")
@@ -207,6 +210,13 @@ def configure(args, overrides, num_devices: int, process_count: int):
         config.model.dtype = args.dtype
     if args.remat is not None:
         config.model.remat_policy = "" if args.remat in ("", "none") else args.remat
+    if getattr(args, "latents", False):
+        from genxd_jax.data import source_config
+
+        config.data.latents = True  # shapes only: the sources are never read here
+        config.data.sources = tuple(source_config(s.name, "latents", s.path or s.name, s.weight)
+                                    for s in config.data.sources)
+        config.data.square_mode, config.data.pad_probability = "crop", 0.0
     if args.mesh:
         shape = parse_mesh(args.mesh)
     elif args.plan:
@@ -326,9 +336,15 @@ def synthetic_batch(config, batch: int, seed: int = 0) -> dict:
     intrinsics = np.tile(np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], np.float32), (batch, f, 1, 1))
     mask = rng.random((batch, f)) < 0.3
     mask[:, 0], mask[:, -1] = True, False
-    return dict(images=rng.random((batch, f, s, s, 3), dtype=np.float32), c2w=c2w, intrinsics=intrinsics,
-                indicator=rng.integers(0, 3, size=batch).astype(np.int32),
-                motion_strength=rng.random(batch, dtype=np.float32), context_mask=mask)
+    out = dict(images=rng.random((batch, f, s, s, 3), dtype=np.float32), c2w=c2w, intrinsics=intrinsics,
+               indicator=rng.integers(0, 3, size=batch).astype(np.int32),
+               motion_strength=rng.random(batch, dtype=np.float32), context_mask=mask)
+    if config.data.get("latents", False):  # stored posterior statistics instead of images
+        h = s // 8
+        del out["images"]
+        out["latent_mean"] = rng.normal(size=(batch, f, h, h, 4)).astype(np.float32)
+        out["latent_logvar"] = np.full((batch, f, h, h, 4), -6.0, np.float32)
+    return out
 
 
 def run_autoencoder(config):

@@ -94,6 +94,9 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
     c.vae = ml_collections.ConfigDict()
     c.vae.path = "pool8" if tiny else "checkpoints/genxd/vae"  # released VAE dir, or "pool8" (see docstring).
     c.vae.scaling_factor = 1.0 if tiny else 0.18215  # latent = encoder mean × scaling_factor.
+    # x0 from the encoder posterior: "mean" (its mean), or "sample" (mean + exp(logvar/2)·ε, SVD-Xtend's
+    # latent_dist.sample()); the same on the fly and from stored latents (config.data.latents).
+    c.vae.posterior = "mean"
 
     # --- diffusion (EDM, σ_data = 1, v-prediction; SVD-Xtend recipe, genxd-model.md §16) -----------------
     c.diffusion = ml_collections.ConfigDict()

@@ -18,8 +18,10 @@ This reproduces the official ``GenXDPipeline.__call__`` (genxd-model.md §13) wh
    are replaced by their clean latents, then decoded (/0.18215, temporal VAE decoder in chunks) to [0, 1].
 
 Extension: guidance_scale ≤ 1 runs a single conditional pass per step (the official pipeline crashes there).
+Extension: ``sampler="heun"`` or ``"dpmpp2m"`` integrates the same ODE to second order on the same schedule
+(:mod:`genxd_jax.diffusion.solvers`); ``"euler"`` (the default) is the official loop, unchanged.
 
-The whole denoising loop is one compiled program per (shape, steps, guidance on/off): a
+The whole denoising loop is one compiled program per (shape, steps, guidance on/off, sampler): a
 ``jax.lax.fori_loop`` over the schedule, with both guidance halves in one batch of 2. The guidance scale,
 indicator, motion strength and conditioning are traced values, so changing them (or the number of context
 views) does not recompile. Progress is reported from inside the compiled loop with ``jax.debug.callback``
@@ -39,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from genxd_jax.diffusion.preconditioning import denoised_from_v
 from genxd_jax.diffusion.scheduler import (
     Schedule,
     SchedulerConfig,
@@ -46,6 +49,7 @@ from genxd_jax.diffusion.scheduler import (
     scale_model_input,
     set_timesteps,
 )
+from genxd_jax.diffusion.solvers import check_sampler, solve
 from genxd_jax.geometry.cameras import broadcast_intrinsics, relative_poses, validate_c2w
 from genxd_jax.geometry.rays import plucker_rays
 
@@ -216,10 +220,30 @@ def _report_progress(step) -> None:
         handler(int(step))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "progress"))
-def _denoise(graphdef, state, latents, sigmas, timesteps, cond: Conditioning, guidance_scale, progress: bool):
-    """x_N from x_0 (F, h, w, 4): a fori_loop over the N steps of (sigmas (N+1,), timesteps (N,))."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "progress", "sampler"))
+def _denoise(graphdef, state, latents, sigmas, timesteps, cond: Conditioning, guidance_scale, progress: bool,
+             sampler: str = "euler"):
+    """x_N from x_0 (F, h, w, 4): a fori_loop over the N steps of (sigmas (N+1,), timesteps (N,)).
+
+    ``sampler`` "euler" is the official loop, kept verbatim (the parity fixtures check it bit for bit); "heun"
+    and "dpmpp2m" integrate the same ODE with :mod:`genxd_jax.diffusion.solvers`. The arrays follow their
+    input shardings: with sharded UNet parameters (and the other inputs replicated on the same mesh) XLA
+    partitions the whole loop, nothing is gathered.
+    """
     unet = nnx.merge(graphdef, state)
+    report = (lambda n: jax.debug.callback(_report_progress, n)) if progress else None
+
+    if sampler != "euler":
+        num_levels = timesteps.shape[0]
+
+        def denoiser(x, i):
+            # Heun's corrector evaluates at σ_{i+1}; its timestep is 0.25·ln σ_{i+1} (σ_{i+1} > 0 there).
+            t = jnp.where(i < num_levels, timesteps[jnp.minimum(i, num_levels - 1)], 0.25 * jnp.log(sigmas[i]))
+            raw = unet(unet_input(x, sigmas[i], cond), t, cond.added_time_ids, cond.indicator, cond.motion)
+            return denoised_from_v(guided(raw, guidance_scale), x, sigmas[i])
+
+        x = solve(sampler, denoiser, jnp.asarray(latents, jnp.float32), sigmas, report)
+        return finalize_latents(x, cond)
 
     def body(i, x):
         inp = unet_input(x, sigmas[i], cond)
@@ -245,6 +269,19 @@ def _decode(graphdef, state, latents, num_frames: int):
 
 
 # ----------------------------------------------------------------------------------------------------------
+
+
+def parameter_mesh(state):
+    """The mesh of the first parameter placed with a multi-device ``NamedSharding`` (e.g. FSDP-sharded
+    training parameters), else None. With one, :meth:`GenXDPipeline.denoise` runs the compiled loop on the
+    parameters where they are: the program is partitioned by their shardings (XLA SPMD), and the latents,
+    schedule and conditioning are replicated onto the same mesh; no parameter is gathered onto every device
+    up front."""
+    for leaf in jax.tree.leaves(state):
+        sh = getattr(leaf, "sharding", None)
+        if isinstance(sh, jax.sharding.NamedSharding) and sh.mesh.size > 1:
+            return sh.mesh
+    return None
 
 
 def _check_checkpoint(path: pathlib.Path) -> None:
@@ -286,6 +323,7 @@ class GenXDPipeline:
             unet = nnx.merge(*nnx.split(unet))
             unet.remat_policy = None
         self._unet_graph, self._unet_state = nnx.split(unet)
+        self._mesh = parameter_mesh(self._unet_state)
         self._vae_graph, self._vae_state = nnx.split(self.vae)
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.latent_factor = int(self.vae.downsample_factor)
@@ -394,24 +432,37 @@ class GenXDPipeline:
         return SamplingInputs(cond, noise * np.float32(schedule.init_noise_sigma), schedule, guidance)
 
     def denoise(
-        self, inputs: SamplingInputs, guidance_scale: float, progress: Callable[[int], None] | None = None
+        self,
+        inputs: SamplingInputs,
+        guidance_scale: float,
+        progress: Callable[[int], None] | None = None,
+        sampler: str = "euler",
     ) -> jax.Array:
         """Runs the compiled loop: final latents (F, h, w, 4) with the context frames restored.
 
         ``progress``, if given, is called on the host with the number of finished steps after each step.
+        ``sampler``: "euler" (the official sampler, default), "heun" or "dpmpp2m"
+        (:mod:`genxd_jax.diffusion.solvers`), all on the schedule in ``inputs``.
         """
+        check_sampler(sampler)
+        args = (
+            inputs.latents,
+            jnp.asarray(inputs.schedule.sigmas),
+            jnp.asarray(inputs.schedule.timesteps),
+            inputs.conditioning,
+            jnp.float32(guidance_scale),
+        )
+        if self._mesh is not None:  # sharded parameters: replicate the small inputs on their mesh, gather nothing
+            args = jax.device_put(args, jax.sharding.NamedSharding(self._mesh, jax.sharding.PartitionSpec()))
         if progress is not None:
             _progress_handlers.append(progress)
         try:
             out = _denoise(
                 self._unet_graph,
                 self._unet_state,
-                inputs.latents,
-                jnp.asarray(inputs.schedule.sigmas),
-                jnp.asarray(inputs.schedule.timesteps),
-                inputs.conditioning,
-                jnp.float32(guidance_scale),
+                *args,
                 progress=progress is not None,
+                sampler=sampler,
             )
             out = jax.block_until_ready(out)
             if progress is not None:
@@ -436,6 +487,7 @@ class GenXDPipeline:
         *,
         decode_chunk_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        sampler: str = "euler",
     ) -> np.ndarray:
         """Generates F frames.
 
@@ -452,10 +504,13 @@ class GenXDPipeline:
             to draw it from ``rng`` (default ``jax.random.key(0)``).
           decode_chunk_size: frames per VAE decoder call (default all).
           progress: optional host callback, called with the number of finished steps.
+          sampler: ODE solver on the same Karras schedule: "euler" (official, default; N guided UNet
+            evaluations), "heun" (2N − 1) or "dpmpp2m" (N); see :mod:`genxd_jax.diffusion.solvers`.
         Returns:
           frames (F, H, W, 3) float32 numpy in [0, 1]; the context slots hold VAE reconstructions of the
           inputs.
         """
+        check_sampler(sampler)
         inputs = self.prepare(
             context_images,
             context_index,
@@ -468,7 +523,7 @@ class GenXDPipeline:
             init_noise=init_noise,
             rng=rng,
         )
-        latents = self.denoise(inputs, guidance_scale, progress=progress)
+        latents = self.denoise(inputs, guidance_scale, progress=progress, sampler=sampler)
         return self.decode(latents, decode_chunk_size)
 
 

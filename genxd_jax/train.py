@@ -98,6 +98,19 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
     need(config.diffusion.p_std >= 0, "diffusion.p_std", "must be >= 0")
     need(0 <= config.diffusion.condition_dropout <= 1, "diffusion.condition_dropout", "must be in [0, 1]")
     need(config.diffusion.loss_weighting in ("edm", "none"), "diffusion.loss_weighting", "must be 'edm' or 'none'")
+    need(config.vae.get("posterior", "mean") in ("mean", "sample"), "vae.posterior",
+         f"must be 'mean' or 'sample', got {config.vae.get('posterior')!r}")
+    if d.get("latents", False):
+        for src in d.sources:
+            need(src.format == "latents", "data.latents",
+                 f"is True but source {src.name!r} has format {src.format!r}: encode it with data/prepare.py "
+                 "--encode-latents and give the folder with format 'latents'")
+        need(d.square_mode == "crop" and float(d.pad_probability) == 0, "data.latents",
+             "needs data.square_mode 'crop' and data.pad_probability 0 (latents are encoded from centre crops)")
+    else:
+        for src in d.sources:
+            need(src.format != "latents", "data.latents",
+                 f"is False but source {src.name!r} has format 'latents'; set config.data.latents=True")
     need(config.num_train_steps >= 0, "num_train_steps", "must be >= 0")
     need(config.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must be >= 0 (0 = only at the end)")
     need(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
@@ -141,14 +154,17 @@ def validate_config(config, *, num_devices: int | None = None, process_count: in
 def evaluate_novel_views(config, graphdef, params, autoencoder, scenes, mesh) -> tuple[dict, list]:
     """Samples ``scenes`` with the current parameters; returns ``(metrics, results)`` (evaluation.novel_views).
 
-    The parameters are gathered to a replicated copy for sampling (the sampling pipeline is single-replica).
+    The parameters stay as they are sharded for training (FSDP: each device holds its slice): the sampler is
+    compiled for their shardings and the small sampling inputs are replicated on ``mesh``
+    (:func:`genxd_jax.pipeline.parameter_mesh`), so evaluation needs no replicated copy of the model (the full
+    float32 UNet would not fit a 16 GB device next to the training state).
     """
     from genxd_jax.diffusion.scheduler import SchedulerConfig
     from genxd_jax.evaluation.novel_views import evaluate_scenes
     from genxd_jax.pipeline import GenXDPipeline
 
-    replicated = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    unet = nnx.merge(graphdef, replicated)
+    del mesh  # the parameters carry it
+    unet = nnx.merge(graphdef, params)
     pipe = GenXDPipeline(unet, autoencoder, SchedulerConfig())
     e = config.eval
     return evaluate_scenes(pipe, scenes, num_inference_steps=int(e.num_inference_steps),

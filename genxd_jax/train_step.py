@@ -12,6 +12,8 @@ The train state is a dict of (sharded) jax arrays; ``params`` and ``ema`` are pu
 One step (genxd-model.md §13.4 conditioning, §16 SVD-Xtend loss):
 
     x0 = encode(images) (B, F, h, w, 4), h = H/8            σ ~ exp(N(p_mean, p_std²)) (B,)
+         (or, with config.data.latents, drawn from the stored posterior statistics: the encoder is skipped;
+          config.vae.posterior "mean" uses the posterior mean, "sample" a draw, identical on both paths)
     noisy = x0 + σ·n                                          x_in = c_in·noisy at targets, x0 at context
     unet_in = [x_in (4), zeros (4), Plücker rays (6; 0 for video), context mask (1)]  (B, F, h, w, 15)
     F = UNet(unet_in, 0.25·ln σ, added_time_ids = [0, camera flag], indicator, motion)
@@ -46,6 +48,20 @@ LATENT_FACTOR = 8  # image pixels per latent pixel (SVD VAE and pool8)
 
 # The batch a step consumes: key -> number of dimensions (the leading one is the global batch).
 BATCH_NDIMS = dict(images=5, c2w=4, intrinsics=4, indicator=1, motion_strength=1, context_mask=2)
+# With config.data.latents: the stored posterior statistics replace the images (genxd_jax.data.latents).
+LATENT_BATCH_NDIMS = dict(latent_mean=5, latent_logvar=5, c2w=4, intrinsics=4, indicator=1, motion_strength=1,
+                          context_mask=2)
+POSTERIORS = ("mean", "sample")
+
+
+def batch_ndims(latents: bool = False) -> dict:
+    """The batch keys of a step and their number of dimensions: images, or latent statistics."""
+    return LATENT_BATCH_NDIMS if latents else BATCH_NDIMS
+
+
+def uses_latents(config) -> bool:
+    """Whether ``config`` trains from pre-encoded latents (``config.data.latents``)."""
+    return bool(config.data.get("latents", False))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -230,15 +246,39 @@ def encode_images(ae_graphdef, ae_state, images, scaling_factor: float):
     return jax.lax.stop_gradient(mean.astype(jnp.float32) * scaling_factor)
 
 
+def posterior_latents(mean, logvar, rng, config):
+    """x0 from the encoder's posterior statistics (any shape, before the scaling factor), float32:
+    ``config.vae.posterior`` "mean" (default) gives mean × s; "sample" gives (mean + exp(½·logvar)·ε) × s with
+    ε ~ N(0, 1) from ``rng`` (SVD-Xtend's ``latent_dist.sample()``). The same function serves the on-the-fly
+    encoder and the stored statistics, so both paths draw the same x0 for the same step."""
+    mean = mean.astype(jnp.float32)
+    if config.vae.get("posterior", "mean") == "sample":
+        std = jnp.exp(0.5 * jnp.clip(logvar.astype(jnp.float32), -30.0, 20.0))  # diffusers' clamp
+        mean = mean + std * jax.random.normal(rng, mean.shape, jnp.float32)
+    return jax.lax.stop_gradient(mean * float(config.vae.scaling_factor))
+
+
+def batch_latents(batch, ae_graphdef, ae_state, rng, config):
+    """x0 (B, F, h, w, 4) for a step: from ``latent_mean``/``latent_logvar`` when the batch has them (the
+    encoder is skipped), else by encoding ``images`` with the frozen autoencoder; then
+    :func:`posterior_latents` with the posterior key of ``rng`` (``fold_in(rng, 1)``)."""
+    key = jax.random.fold_in(rng, 1)
+    if "latent_mean" in batch:
+        return posterior_latents(batch["latent_mean"], batch["latent_logvar"], key, config)
+    images = batch["images"]
+    b, f, hh, ww, _ = images.shape
+    mean, logvar = nnx.merge(ae_graphdef, ae_state).encode(images.reshape(b * f, hh, ww, 3).astype(jnp.float32)
+                                                           * 2.0 - 1.0)
+    latents = posterior_latents(mean.reshape(b, f, *mean.shape[1:]), logvar.reshape(b, f, *logvar.shape[1:]),
+                                key, config)
+    return latents
+
+
 def train_step(state, batch, ae_state, *, graphdef, ae_graphdef, tx, schedule, config, base_key):
     """One optimiser step; returns ``(new_state, metrics)``. A non-finite loss or gradient norm leaves the
     parameters, optimiser state and EMA unchanged and increments ``skipped``."""
-    images = batch["images"]
-    b, f, hh, ww, _ = images.shape
-    latents = encode_images(ae_graphdef, ae_state, images.reshape(b * f, hh, ww, 3).astype(jnp.float32),
-                            float(config.vae.scaling_factor))
-    latents = latents.reshape(b, f, *latents.shape[1:])
     rng = jax.random.fold_in(base_key, state["step"])
+    latents = batch_latents(batch, ae_graphdef, ae_state, rng, config)
     (loss, aux_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], graphdef, latents, batch, rng, config)
     grad_norm = optax.global_norm(grads)
@@ -263,25 +303,33 @@ def train_step(state, batch, ae_state, *, graphdef, ae_graphdef, tx, schedule, c
     return new_state, metrics
 
 
-def batch_shardings(mesh, rules=sharding.DEFAULT_RULES) -> dict:
+def batch_shardings(mesh, rules=sharding.DEFAULT_RULES, *, latents: bool = False) -> dict:
     """Per-key sharding of a global batch: the leading axis over the ``batch`` mesh axes (data × fsdp)."""
-    return {k: sharding.batch_sharding(mesh, n, rules) for k, n in BATCH_NDIMS.items()}
+    return {k: sharding.batch_sharding(mesh, n, rules) for k, n in batch_ndims(latents).items()}
 
 
 def abstract_batch(config, global_batch: int, mesh, rules=sharding.DEFAULT_RULES) -> dict:
     """``jax.ShapeDtypeStruct`` leaves of one global batch (for ahead-of-time compilation)."""
     f, s = int(config.data.num_frames), int(config.data.resolution)
-    shapes = dict(images=((global_batch, f, s, s, 3), jnp.float32), c2w=((global_batch, f, 4, 4), jnp.float32),
+    shapes = dict(c2w=((global_batch, f, 4, 4), jnp.float32),
                   intrinsics=((global_batch, f, 3, 3), jnp.float32), indicator=((global_batch,), jnp.int32),
                   motion_strength=((global_batch,), jnp.float32), context_mask=((global_batch, f), jnp.bool_))
-    sh = batch_shardings(mesh, rules)
+    if uses_latents(config):
+        h = s // LATENT_FACTOR
+        shapes.update(latent_mean=((global_batch, f, h, h, 4), jnp.float32),
+                      latent_logvar=((global_batch, f, h, h, 4), jnp.float32))
+    else:
+        shapes.update(images=((global_batch, f, s, s, 3), jnp.float32))
+    sh = batch_shardings(mesh, rules, latents=uses_latents(config))
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sh[k]) for k, (shape, dtype) in shapes.items()}
 
 
 def to_global_batch(local: dict, mesh, rules=sharding.DEFAULT_RULES) -> dict:
-    """Host-local numpy batch -> global jax arrays (each process contributes its rows)."""
-    sh = batch_shardings(mesh, rules)
-    return {k: jax.make_array_from_process_local_data(sh[k], np.asarray(local[k])) for k in BATCH_NDIMS}
+    """Host-local numpy batch -> global jax arrays (each process contributes its rows); an image batch or, when
+    ``local`` holds ``latent_mean``, a latent batch."""
+    latents = "latent_mean" in local
+    sh = batch_shardings(mesh, rules, latents=latents)
+    return {k: jax.make_array_from_process_local_data(sh[k], np.asarray(local[k])) for k in batch_ndims(latents)}
 
 
 def make_train_step(config, graphdef, autoencoder, state_shardings, mesh, rules=sharding.DEFAULT_RULES):
@@ -293,13 +341,15 @@ def make_train_step(config, graphdef, autoencoder, state_shardings, mesh, rules=
     """
     tx, schedule = make_optimizer(config)
     ae_graphdef, ae_state = nnx.split(autoencoder)
-    ae_state = nnx.to_pure_dict(ae_state)
+    # Training on stored latents never runs the encoder: its parameters are not arguments of the step.
+    ae_state = {} if uses_latents(config) else nnx.to_pure_dict(ae_state)
     repl = _replicated(mesh)
     ae_shardings = jax.tree.map(lambda _: repl, ae_state)
     if not any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(ae_state)):
         ae_state = jax.device_put(ae_state, ae_shardings)
     step = functools.partial(train_step, graphdef=graphdef, ae_graphdef=ae_graphdef, tx=tx, schedule=schedule,
                              config=config, base_key=jax.random.key(int(config.seed)))
-    jitted = jax.jit(step, in_shardings=(state_shardings, batch_shardings(mesh, rules), ae_shardings),
+    in_batch = batch_shardings(mesh, rules, latents=uses_latents(config))
+    jitted = jax.jit(step, in_shardings=(state_shardings, in_batch, ae_shardings),
                      out_shardings=(state_shardings, None), donate_argnums=(0,))
     return jitted, ae_state

@@ -16,6 +16,7 @@ SOURCE_FORMATS = (
     "objaverse",
     "objaverse_anim",
     "tfds",
+    "latents",
 )
 
 
@@ -28,7 +29,9 @@ def source_config(
         name: dataset name; its position in ``config.sources`` is the example's ``dataset_id``.
         format: one of :data:`SOURCE_FORMATS`.
         path: dataset root in its published layout (``read_scene`` formats), the prepared TFDS dataset folder
-            (``<data_dir>/<name>/<version>``, format "tfds"), or for "synthetic" the kind: "3d" or "4d".
+            (``<data_dir>/<name>/<version>``, format "tfds"), the folder written by ``data/prepare.py
+            --encode-latents`` (format "latents", with ``config.data.latents``), or for "synthetic" the kind:
+            "3d" or "4d".
         weight: mixture weight (normalised over sources by grain's ``mix``).
         indicator: −1 keeps the format's own (0 = 3D, 1 = video, 2 = 4D); 0/1/2 overrides it.
         view_sampling: 3D scenes only: "orbit" (ordered views with a random stride, wrapping on closed orbits)
@@ -82,6 +85,9 @@ def default_data_config() -> ml_collections.ConfigDict:
         scene_cache_size: parsed scenes (cameras, not pixels) cached per process/worker.
         shuffle: shuffle scenes each epoch (deterministically from the seed).
         seed: default pipeline seed (``make_train_dataset(config, seed=config.seed)``).
+        latents: train on latents encoded ahead of time (:mod:`genxd_jax.data.latents`): every source must
+            have format "latents"; batches carry ``latent_mean``/``latent_logvar`` instead of ``images`` and
+            the train step skips the encoder. Needs square_mode "crop" and pad_probability 0.
     """
     cfg = ml_collections.ConfigDict()
     cfg.num_frames = 8
@@ -106,6 +112,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.scene_cache_size = 64
     cfg.shuffle = True
     cfg.seed = 0
+    cfg.latents = False
     return cfg
 
 

@@ -130,9 +130,16 @@ class ExampleSampler:
         try:
             scene = self.source.get(scene_index)
             indicator = scene.indicator if self.indicator < 0 else self.indicator
-            example = build_example(
-                scene, rng, indicator=indicator, view_sampling=self.view_sampling, **self.options
-            )
+            if hasattr(scene, "latent_mean"):  # a pre-encoded scene (genxd_jax.data.latents)
+                from genxd_jax.data.latents import build_latent_example
+
+                example = build_latent_example(
+                    scene, rng, indicator=indicator, view_sampling=self.view_sampling, **self.options
+                )
+            else:
+                example = build_example(
+                    scene, rng, indicator=indicator, view_sampling=self.view_sampling, **self.options
+                )
         except BadSceneError as err:
             return {BAD_KEY: err.reason, "message": str(err), "dataset_id": np.int32(self.dataset_id)}
         example["dataset_id"] = np.int32(self.dataset_id)

@@ -56,6 +56,10 @@ def make_source(src_cfg, config):
         raise ValueError(f"data source {src_cfg.name!r} ({fmt}) needs a path")
     if fmt == "tfds":
         return PackedSceneSource(str(src_cfg.path), split=str(src_cfg.split))
+    if fmt == "latents":
+        from genxd_jax.data.latents import LatentSceneSource
+
+        return LatentSceneSource(str(src_cfg.path), resolution=int(config.resolution))
     return DiskSceneSource(fmt, str(src_cfg.path), cache_size=int(config.scene_cache_size))
 
 
@@ -72,7 +76,8 @@ class ProcessRows:
 
 def _collate(examples: list[dict]) -> dict[str, np.ndarray]:
     batch = {key: np.stack([ex[key] for ex in examples]) for key in examples[0]}
-    batch["images"] = batch["images"].astype(np.float32) * np.float32(1.0 / 255.0)
+    if "images" in batch:  # latent batches (config.latents) carry float32 latent statistics instead
+        batch["images"] = batch["images"].astype(np.float32) * np.float32(1.0 / 255.0)
     return batch
 
 

@@ -1,5 +1,7 @@
-"""Diffusion maths shared by sampling and training: EDM preconditioning and the Euler–Karras schedule."""
+"""Diffusion maths shared by sampling and training: EDM preconditioning, the Euler–Karras schedule and the
+ODE solvers (Euler, Heun, DPM-Solver++(2M); :mod:`genxd_jax.diffusion.solvers`)."""
 
+from genxd_jax.diffusion import solvers
 from genxd_jax.diffusion.preconditioning import (
     SIGMA_DATA,
     denoised_from_v,
@@ -16,8 +18,10 @@ from genxd_jax.diffusion.scheduler import (
     scale_model_input,
     set_timesteps,
 )
+from genxd_jax.diffusion.solvers import SAMPLERS, num_model_evaluations, solve
 
 __all__ = [
+    "SAMPLERS",
     "SIGMA_DATA",
     "Schedule",
     "SchedulerConfig",
@@ -28,6 +32,9 @@ __all__ = [
     "karras_sigmas",
     "sample_training_sigmas",
     "scale_model_input",
+    "num_model_evaluations",
     "set_timesteps",
+    "solve",
+    "solvers",
     "v_target",
 ]

@@ -1,0 +1,211 @@
+"""Sampler quality vs steps: Euler, Heun and DPM-Solver++(2M) against a many-step Euler reference.
+
+For a trained run (its workdir's latest checkpoint, EMA parameters unless ``--no-ema``), over held-out procedural
+scenes (``make_eval_scenes``: a scene family training never sees; context = frame 0), every sampler at every
+step count starts from the same initial noise as a ``--reference-steps`` Euler run (200 by default). Reported
+per (sampler, steps), averaged over scenes:
+
+    evals       guided UNet evaluations per sample (Euler and DPM-Solver++(2M): steps; Heun: 2·steps − 1)
+    lat_rms     RMS distance of the final latents (target frames) to the reference's, in latent units
+    psnr_ref    PSNR (dB) of the decoded target frames against the reference's frames
+    psnr_gt     PSNR (dB) of the decoded target frames against ground truth
+
+All samplers here run through :func:`genxd_jax.diffusion.solvers.solve` (Euler's generic form is the official
+step; tests/test_solvers.py checks it), one compiled program per sampler for every step count.
+
+Usage (the tiny model trained on the procedural data, as in benchmarks/README.md):
+
+    python benchmarks/sampler_quality.py --workdir runs/tiny_learn --config configs/stage3.py:tiny \\
+        --scenes 8 --steps 5 10 15 25 --out benchmarks/results/sampler_quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(spec: str, workdir: str):
+    """The experiment config ``path[:variant]``, with the run's ``config.json`` data/model/vae fields applied."""
+    import importlib.util
+
+    path, _, variant = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("genxd_bench_config", os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(variant or "full")
+    saved = os.path.join(workdir, "config.json")
+    if os.path.isfile(saved):
+        with open(saved) as f:
+            run = json.load(f)
+        with config.unlocked():
+            for key in ("num_frames", "resolution"):
+                config.data[key] = run["data"][key]
+            config.model.unet = run["model"]["unet"]
+            config.vae.path = run["vae"]["path"]
+            config.vae.scaling_factor = run["vae"]["scaling_factor"]
+            config.ema_decay = run["ema_decay"]
+    return config
+
+
+def load_pipeline(config, workdir: str, use_ema: bool):
+    import jax
+    from flax import nnx
+
+    from genxd_jax.diffusion.scheduler import SchedulerConfig
+    from genxd_jax.pipeline import GenXDPipeline
+    from genxd_jax.train import make_mesh
+    from genxd_jax.train_step import abstract_train_state, make_autoencoder, make_optimizer
+
+    tx, _ = make_optimizer(config)
+    mesh = make_mesh(config)
+    graphdef, abstract = abstract_train_state(config, tx, mesh)
+    key = "ema" if use_ema and "ema" in abstract else "params"
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
+                                    item_names=("state",))
+    try:
+        step = manager.latest_step()
+        target = {key: abstract[key]}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+        args = ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)
+        params = manager.restore(step, args=ocp.args.Composite(state=args))["state"][key]
+    finally:
+        manager.close()
+    unet = nnx.merge(graphdef, jax.device_get(params))
+    return GenXDPipeline(unet, make_autoencoder(config), SchedulerConfig()), step, key
+
+
+def psnr(a, b) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="runs/tiny_learn", help="training run with checkpoints/")
+    p.add_argument("--config", default="configs/stage3.py:tiny", help="config file[:variant] of that run")
+    p.add_argument("--scenes", type=int, default=8, help="held-out scenes per kind (3d and 4d)")
+    p.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 25])
+    p.add_argument("--samplers", nargs="+", default=["euler", "heun", "dpmpp2m"])
+    p.add_argument("--reference-steps", type=int, default=200)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--sigma-max", type=float, default=0.0,
+                   help="start the compared samplers (not the reference) at this σ_max instead of the "
+                        "scheduler's (700), from the same unit noise × √(σ_max² + 1)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw parameters instead of the EMA")
+    p.add_argument("--out", default="", help="JSON file for the results (written atomically)")
+    args = p.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from tqdm import tqdm
+
+    from genxd_jax.data import make_eval_scenes
+    from genxd_jax.diffusion import denoised_from_v, num_model_evaluations, set_timesteps, solvers
+    from genxd_jax.pipeline import finalize_latents, guided, unet_input
+
+    config = load_config(args.config, args.workdir)
+    pipe, step, which = load_pipeline(config, args.workdir, not args.no_ema)
+    scenes = make_eval_scenes(config.data, num_scenes=args.scenes, kinds=("3d", "4d"))
+    runs = [(s, n) for s in args.samplers for n in args.steps]
+    rows = {run: {"lat_rms": [], "psnr_ref": [], "psnr_gt": []} for run in runs}
+    ref_gt = []
+    steps_max = max(args.reference_steps, *args.steps)
+
+    # One compiled program per sampler for every step count: the schedule is padded to steps_max + 1 levels
+    # and the number of steps is a traced argument (genxd_jax.diffusion.solvers, num_steps).
+    @functools.partial(jax.jit, static_argnames=("sampler",))
+    def run_sampler(state, latents, sigmas, timesteps, n, cond, guidance, sampler):
+        unet = nnx.merge(pipe._unet_graph, state)
+
+        def denoiser(x, i):
+            raw = unet(unet_input(x, sigmas[i], cond), timesteps[i], cond.added_time_ids, cond.indicator,
+                       cond.motion)
+            return denoised_from_v(guided(raw, guidance), x, sigmas[i])
+
+        return finalize_latents(solvers.solve(sampler, denoiser, latents, sigmas, num_steps=n), cond)
+
+    def padded_schedule(n, reference=False):
+        config = pipe.scheduler
+        if args.sigma_max and not reference:
+            config = dataclasses.replace(config, sigma_max=args.sigma_max)
+        sched = set_timesteps(config, n)
+        sig = np.zeros(steps_max + 1, np.float32)
+        sig[: n + 1] = sched.sigmas
+        ts = np.zeros(steps_max + 1, np.float32)
+        ts[:n] = sched.timesteps
+        return jnp.asarray(sig), jnp.asarray(ts), sched.init_noise_sigma
+
+    started = time.time()
+    bar = tqdm(total=len(scenes) * (len(runs) + 1), desc="sampling", unit="sample")
+    for i, scene in enumerate(scenes):
+        mask = np.asarray(scene["context_mask"], bool)
+        idx = np.flatnonzero(mask)
+        inputs = pipe.prepare(scene["images"][idx], idx, scene["c2w"], scene["intrinsics"],
+                              num_inference_steps=1, guidance_scale=args.guidance,
+                              indicator=int(scene["indicator"]), motion_strength=float(scene["motion_strength"]),
+                              rng=jax.random.key(i))
+
+        def sample(sampler, n, inputs=inputs, reference=False):
+            sig, ts, init = padded_schedule(n, reference)
+            x0 = inputs.latents * np.float32(init / inputs.schedule.init_noise_sigma)  # the same unit noise
+            latents = np.asarray(run_sampler(pipe._unet_state, x0, sig, ts, jnp.int32(n),
+                                             inputs.conditioning, jnp.float32(args.guidance), sampler=sampler))
+            return latents, pipe.decode(latents)
+
+        ref_lat, ref_frames = sample("euler", args.reference_steps, reference=True)
+        bar.update()
+        gt = np.asarray(scene["images"], np.float32)
+        ref_gt.append(psnr(ref_frames[~mask], gt[~mask]))
+        for sampler, n in runs:
+            lat, frames = sample(sampler, n)
+            r = rows[(sampler, n)]
+            r["lat_rms"].append(float(np.sqrt(np.mean((lat[~mask] - ref_lat[~mask]) ** 2))))
+            r["psnr_ref"].append(psnr(frames[~mask], ref_frames[~mask]))
+            r["psnr_gt"].append(psnr(frames[~mask], gt[~mask]))
+            bar.update()
+    bar.close()
+    table = []
+    for sampler, n in runs:
+        r = rows[(sampler, n)]
+        table.append(dict(sampler=sampler, steps=n, evals=num_model_evaluations(sampler, n),
+                          lat_rms=float(np.mean(r["lat_rms"])), psnr_ref=float(np.mean(r["psnr_ref"])),
+                          psnr_gt=float(np.mean(r["psnr_gt"]))))
+    result = dict(workdir=args.workdir, checkpoint_step=step, parameters=which, scenes=len(scenes),
+                  reference_steps=args.reference_steps, reference_psnr_gt=float(np.mean(ref_gt)),
+                  guidance=args.guidance, sigma_max=args.sigma_max or pipe.scheduler.sigma_max,
+                  seconds=time.time() - started, rows=table)
+    print(f"| sampler | steps | guided evals | latent RMS to {args.reference_steps}-step Euler | "
+          "PSNR to reference (dB) | PSNR to ground truth (dB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in table:
+        print(f"| {r['sampler']} | {r['steps']} | {r['evals']} | {r['lat_rms']:.4f} | {r['psnr_ref']:.2f} | "
+              f"{r['psnr_gt']:.2f} |")
+    print(f"| euler (reference) | {args.reference_steps} | {args.reference_steps} | 0 | ∞ | "
+          f"{result['reference_psnr_gt']:.2f} |")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, indent=2)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
