@@ -17,6 +17,7 @@ from genxd_jax.geometry.cameras import (
 )
 from genxd_jax.geometry.rays import camera_ray_directions, pixel_centres, plucker_rays
 from genxd_jax.geometry.rotations import matrix_to_quaternion, quaternion_to_matrix, slerp
+from genxd_jax.geometry.spline import shift_scale, spline_trajectory
 from genxd_jax.geometry.trajectories import (
     forward_trajectory,
     interpolate_poses,
@@ -47,9 +48,11 @@ __all__ = [
     "quaternion_to_matrix",
     "relative_poses",
     "rigid_inverse",
+    "shift_scale",
     "slerp",
     "smooth_trajectory",
     "spiral_trajectory",
+    "spline_trajectory",
     "validate_c2w",
     "validate_intrinsics",
 ]
