@@ -12,11 +12,15 @@ tile_capacity) instead of O(H·W·N), and static shapes throughout:
 3. **Per-tile ranges.** ``searchsorted`` of the sorted tile ids gives each tile's range; a tile whose count
    exceeds ``tile_capacity`` sets ``overflow`` (its farthest Gaussians are dropped, and this is reported, not
    silent).
-4. **Compositing.** A ``lax.scan`` over chunks of ``chunk_size`` Gaussians for all tiles at once, carrying the
-   transmittance (and the reference's early-stop state) between chunks; chunks beyond the fullest tile or
-   after every pixel has stopped are skipped with ``lax.cond``. Each chunk is ``jax.checkpoint``-ed, so the
-   backward pass stores only the per-pixel carry per chunk (num_tiles × 256 × 6 floats), not the per-chunk
-   α tensor (num_tiles × 256 × chunk_size).
+4. **Compositing.** Tiles are sorted by their count (fullest first) and cut into static blocks of
+   ``tile_block`` tiles; a ``lax.scan`` over the blocks runs, per block, a ``lax.scan`` over chunks of
+   ``chunk_size`` Gaussians, carrying the transmittance (and the reference's early-stop state) between
+   chunks. Chunks beyond the block's fullest tile, or after every pixel of the block has stopped, are skipped
+   with ``lax.cond``, so the cost is ∝ Σ over blocks of B × the block's fullest count, not num_tiles × the
+   fullest tile's count (about 2.5× less work on the benchmark scenes). The Gaussians' parameters are
+   gathered once for all (tile, slot) pairs before the scans, so the backward pass scatter-adds into the N
+   parameters once. Each chunk is ``jax.checkpoint``-ed, so the backward pass stores only the per-pixel carry
+   per chunk (num_tiles × 256 × 6 floats in all), not the per-chunk α tensor (tiles × 256 × chunk_size).
 
 Gradients are plain JAX autodiff: the sort only produces integer indices (its keys are stop-gradient), and
 the gathers of the per-Gaussian parameters scatter their cotangents back to the slots.
@@ -32,6 +36,7 @@ from genxd_jax.lift.raster_dense import T_MIN, gaussian_alpha
 
 DEFAULT_TILE_CAPACITY = 1024
 DEFAULT_CHUNK_SIZE = 32
+DEFAULT_TILE_BLOCK = 16
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -132,6 +137,7 @@ def rasterize_tiled(
     tile_capacity: int = DEFAULT_TILE_CAPACITY,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     tile_size: int = TILE_SIZE,
+    tile_block: int = DEFAULT_TILE_BLOCK,
 ):
     """Composites projected Gaussians tile by tile.
 
@@ -141,6 +147,9 @@ def rasterize_tiled(
       background: (3,) colour.
       tile_capacity: Gaussians kept per tile (static; rounded up to a multiple of chunk_size).
       chunk_size: Gaussians composited per scan step (static).
+      tile_block: tiles composited together (static): tiles are sorted by count and processed in blocks of
+        this many, each block looping only up to its own fullest tile and stopping once its pixels are all
+        saturated. On CPU at 10k Gaussians / 256², 8–64 all ran within noise of each other.
     Returns (rgb (H, W, 3), alpha (H, W), depth (H, W), overflow bool scalar, max_tile_count int32 scalar, the
     exact largest number of Gaussians touching one tile, also when it overflowed).
     """
@@ -161,41 +170,66 @@ def rasterize_tiled(
     max_count = jnp.max(tile_counts(proj, height, width, tile_size))
     last_slot = sorted_gid.shape[0] - 1
 
+    # Occupancy blocking: tiles sorted by their count (fullest first) and processed in blocks of tile_block
+    # tiles, one block after the other, each block's chunk loop bounded by its own fullest tile and stopped
+    # once all of its pixels have stopped, so sparse tiles do not pay for the fullest one.
+    block = max(1, min(tile_block, num_tiles))
+    n_blocks = -(-num_tiles // block)
+    padded = n_blocks * block
+    pad = padded - num_tiles
+    order = jnp.argsort(-jnp.pad(limit, (0, pad)), stable=True)  # (Tp,) padded tiles have count 0
+    inverse = jnp.argsort(order)
+    start_s = jnp.pad(tile_start, (0, pad))[order]
+    limit_s = jnp.pad(limit, (0, pad))[order]
+
     local = jnp.arange(tile_pixels)
     local_xy = jnp.stack([local % tile_size, local // tile_size], -1).astype(dtype) + 0.5
-    tiles = jnp.arange(num_tiles)
+    tiles = order
     origin = jnp.stack([tiles % gx, tiles // gx], -1).astype(dtype) * tile_size
-    pix = origin[:, None, :] + local_xy[None, :, :]  # (T, 256, 2)
+    pix = origin[:, None, :] + local_xy[None, :, :]  # (Tp, 256, 2), sorted tile order
 
-    # One packed gather per chunk (and one scatter-add in the backward pass) instead of five.
+    # One gather of every kept intersection's parameters up front, (Tp, capacity, 10), sliced per chunk by
+    # the scans: the backward pass then scatter-adds into the N parameters once, not once per chunk.
     packed = jnp.concatenate(
         [proj.means2d, proj.conics, proj.opacities[:, None], proj.colors, proj.depths[:, None]], axis=-1
     )  # (N, 10): u, v, a, b, c, o, r, g, b, z
-    px, py = pix[..., 0][:, :, None], pix[..., 1][:, :, None]  # (T, 256, 1)
+    pos = jnp.minimum(start_s[:, None] + jnp.arange(capacity)[None, :], last_slot)
+    q_all = packed[sorted_gid[pos]]  # (Tp, capacity, 10)
+    q_all = q_all.reshape(n_blocks, block, n_chunks, chunk, 10).transpose(0, 2, 1, 3, 4)
+    pix = pix.reshape(n_blocks, block, tile_pixels, 2)
+    limit_b = limit_s.reshape(n_blocks, block)
 
-    def compute(carry, c):
-        t_run, t_out, rgb, dep = carry
-        idx = c * chunk + jnp.arange(chunk)
-        valid = idx[None, :] < limit[:, None]  # (T, K)
-        pos = jnp.minimum(tile_start[:, None] + idx[None, :], last_slot)
-        q = packed[sorted_gid[pos]]  # (T, K, 10)
-        q = q[:, None]  # (T, 1, K, 10)
-        alpha = gaussian_alpha(q[..., 0] - px, q[..., 1] - py, q[..., 2], q[..., 3], q[..., 4], q[..., 5])
-        alpha = jnp.where(valid[:, None, :], alpha, 0.0)  # (T, 256, K)
-        weights, t_run, t_out = composite_chunk(alpha, t_run, t_out)
-        rgb = rgb + jnp.einsum("tpk,tkc->tpc", weights, q[:, 0, :, 6:9], precision=_HIGHEST)
-        dep = dep + jnp.einsum("tpk,tk->tp", weights, q[:, 0, :, 9], precision=_HIGHEST)
-        return t_run, t_out, rgb, dep
+    def run_block(_, xs):
+        q_b, pix_b, lim = xs  # (n_chunks, B, K, 10), (B, 256, 2), (B,)
+        px, py = pix_b[..., 0][:, :, None], pix_b[..., 1][:, :, None]  # (B, 256, 1)
+        block_max = jnp.max(lim)
 
-    @jax.checkpoint
-    def step(carry, c):
-        needed = (c * chunk < max_emitted) & jnp.any(carry[0] >= T_MIN)
-        carry = jax.lax.cond(needed, compute, lambda carry_, _: carry_, carry, c)
-        return carry, None
+        def compute(carry, xs_c):
+            t_run, t_out, rgb, dep = carry
+            c, q = xs_c  # q (B, K, 10)
+            idx = c * chunk + jnp.arange(chunk)
+            valid = idx[None, :] < lim[:, None]  # (B, K)
+            qq = q[:, None]  # (B, 1, K, 10)
+            alpha = gaussian_alpha(qq[..., 0] - px, qq[..., 1] - py, qq[..., 2], qq[..., 3], qq[..., 4], qq[..., 5])
+            alpha = jnp.where(valid[:, None, :], alpha, 0.0)  # (B, 256, K)
+            weights, t_run, t_out = composite_chunk(alpha, t_run, t_out)
+            rgb = rgb + jnp.einsum("tpk,tkc->tpc", weights, q[:, :, 6:9], precision=_HIGHEST)
+            dep = dep + jnp.einsum("tpk,tk->tp", weights, q[:, :, 9], precision=_HIGHEST)
+            return t_run, t_out, rgb, dep
 
-    ones = jnp.ones((num_tiles, tile_pixels), dtype)
-    carry = (ones, ones, jnp.zeros((num_tiles, tile_pixels, 3), dtype), jnp.zeros((num_tiles, tile_pixels), dtype))
-    (_, t_out, rgb, dep), _ = jax.lax.scan(step, carry, jnp.arange(n_chunks))
+        @jax.checkpoint
+        def step(carry, xs_c):
+            needed = (xs_c[0] * chunk < block_max) & jnp.any(carry[0] >= T_MIN)
+            carry = jax.lax.cond(needed, compute, lambda carry_, _: carry_, carry, xs_c)
+            return carry, None
+
+        ones = jnp.ones((block, tile_pixels), dtype)
+        carry = (ones, ones, jnp.zeros((block, tile_pixels, 3), dtype), jnp.zeros((block, tile_pixels), dtype))
+        (_, t_out, rgb, dep), _ = jax.lax.scan(step, carry, (jnp.arange(n_chunks), q_b))
+        return None, (t_out, rgb, dep)
+
+    _, (t_out, rgb, dep) = jax.lax.scan(run_block, None, (q_all, pix, limit_b))
+    t_out, rgb, dep = (x.reshape((padded,) + x.shape[2:])[inverse][:num_tiles] for x in (t_out, rgb, dep))
     rgb = rgb + t_out[..., None] * background
 
     def untile(x):
