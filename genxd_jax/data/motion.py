@@ -14,9 +14,10 @@ Sources of the label, in order of preference:
 2. the exact value of procedural scenes (:meth:`genxd_jax.data.synthetic.SyntheticScene.motion_strength`);
 3. otherwise :func:`flow_motion_proxy`, a crude stand-in for clips that were never curated. Curate them
    instead with ``python -m genxd_jax.curate`` (:mod:`genxd_jax.curation`), which computes the paper's motion
-   strength (masked SfM, aligned depth, tracked object keypoints) and writes it to ``meta.json``. The proxy: dense Farnebäck optical flow between consecutive sampled
-   frames at 64 px, minus its median (a crude removal of camera-induced flow), and the 90th percentile of the
-   residual magnitude (the moving-object region), normalised by the image size, averaged over pairs, × 100.
+   strength (masked SfM, aligned depth, tracked object keypoints) and writes it to ``meta.json``. The proxy:
+   dense Farnebäck optical flow between consecutive sampled frames at 64 px, minus its median (a crude removal
+   of camera-induced flow), and the 90th percentile of the residual magnitude (the moving-object region),
+   normalised by the image size, averaged over pairs, × 100.
 """
 
 from __future__ import annotations

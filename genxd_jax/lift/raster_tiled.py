@@ -166,7 +166,6 @@ def rasterize_tiled(
 
     sorted_gid, tile_start, tile_count, overflow = bin_gaussians(proj, height, width, capacity, tile_size)
     limit = jnp.minimum(tile_count, capacity)
-    max_emitted = jnp.max(limit)
     max_count = jnp.max(tile_counts(proj, height, width, tile_size))
     last_slot = sorted_gid.shape[0] - 1
 
