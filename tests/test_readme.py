@@ -11,7 +11,8 @@ what the README takes for granted, backed by the shared fixtures:
 
 * ``ckpt/``: the tiny checkpoint ``genxd-tiny-a``, in the released layout (``unet/``, ``vae/``, ``scheduler/``);
 * ``svd/unet/``: the tiny Stable Video Diffusion UNet of ``svd-init-tiny`` (tiny-a's shape);
-* ``cat.png``, ``street.jpg``: procedural renders (``genxd_jax.data.synthetic``).
+* ``cat.png``, ``street.jpg``, ``views/{a,b,c}.png`` + ``views/cams.json``: procedural renders
+  (``genxd_jax.data.synthetic``).
 
 The snippets show the released settings (256 px, 12 frames, 25 steps), which take minutes per sample on a CPU
 even with the tiny network, so sampling snippets are shrunk first by the substitutions in ``FAST_PYTHON`` and
@@ -21,6 +22,7 @@ with ``--no-progress``, which leaves its loop without a host callback and so cac
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -42,10 +44,24 @@ FAST_PYTHON = [
     (r'preprocess_image\("cat\.png", 256\)', 'preprocess_image("cat.png", 64)'),
     (r"orbit_trajectory\(12\b", "orbit_trajectory(4"),
     (r"num_inference_steps=25\b", "num_inference_steps=2"),
+    # Lifting to 3D: a few fit iterations with the tiny fitting recipe, fewer and smaller generation calls.
+    (r"iterations=2000, seed=0\)",
+     'iterations=20, seed=0, config=__import__("genxd_jax.lift.fit_config", fromlist=["_"]).get_config("tiny"))'),
+    (r"spline_trajectory\(c2w, 18\)", "spline_trajectory(c2w, 4)"),
+    (r'read_scene\("synthetic", "3d/0/0", size=64\)', 'read_scene("synthetic", "3d/0/0", size=32)'),
+    (r"scene\.intrinsics\[1\], 64, 64,", "scene.intrinsics[1], 32, 32,"),
+    (r"frames=12, num_context=3\b", "frames=5, num_context=3"),
 ]
 # Shell snippets: appended to every `python -m genxd_jax.generate` command (argparse keeps the last value).
 FAST_GENERATE_ARGS = "--size 64 --frames 4 --steps 2 --no-progress"
 GENERATE_COMMAND = re.compile(r"^(python -m genxd_jax\.generate\b.*)$", re.MULTILINE)
+# ... and to every `python -m genxd_jax.reconstruct` command: 32 px, 3-frame calls, 20 tiny-recipe iterations; every
+# fit then sees 6 views (3 anchors + 3 interpolated / 3 inputs + 1 path view × 3 shifts), so it compiles once.
+FAST_RECONSTRUCT_ARGS = (
+    "--size 32 --frames 3 --num-context 2 --steps 2 --iterations 20 --fit-config tiny --capacity 1024 "
+    "--path-frames 1 --video-frames 3 --video-format gif --no-progress"
+)
+RECONSTRUCT_COMMAND = re.compile(r"^(python -m genxd_jax\.reconstruct\b.*)$", re.MULTILINE)
 TIMEOUT_S = 300
 
 
@@ -86,7 +102,8 @@ def make_fast(snippet: Snippet) -> str:
             code = re.sub(pattern, replacement, code)
         return code
     joined = re.sub(r"\\\n\s*", "", snippet.code)  # line continuations
-    return GENERATE_COMMAND.sub(lambda m: f"{m.group(1).rstrip()} {FAST_GENERATE_ARGS}", joined)
+    joined = GENERATE_COMMAND.sub(lambda m: f"{m.group(1).rstrip()} {FAST_GENERATE_ARGS}", joined)
+    return RECONSTRUCT_COMMAND.sub(lambda m: f"{m.group(1).rstrip()} {FAST_RECONSTRUCT_ARGS}", joined)
 
 
 SNIPPETS = readme_snippets()
@@ -104,6 +121,12 @@ def sandbox(tmp_path_factory, fixtures_dir) -> pathlib.Path:
     Image.fromarray(make_synthetic_scene("3d", 0, 0, size=96).render(0)).save(root / "cat.png")
     street = make_synthetic_scene("4d", 0, 1, size=96).render(0)
     Image.fromarray(np.concatenate([street, street[:, :32]], axis=1)).save(root / "street.jpg")  # 128×96
+    room = make_synthetic_scene("3d", 0, 1, size=96, num_frames=24)  # views/{a,b,c}.png + cams.json (few-view)
+    (root / "views").mkdir()
+    for name, t in zip("abc", (0, 3, 6)):
+        Image.fromarray(room.render(t)).save(root / "views" / f"{name}.png")
+    cams = {"c2w": room.c2w[[0, 3, 6]].tolist(), "intrinsics": room.intrinsics()[0].tolist()}
+    (root / "views" / "cams.json").write_text(json.dumps(cams))
     return root
 
 
@@ -129,6 +152,7 @@ def test_fast_substitutions_still_apply():
         assert re.search(pattern, python), f"FAST_PYTHON pattern {pattern!r} no longer matches the README"
     shell = "".join(make_fast(s) for s in SNIPPETS if s.kind == "shell")
     assert FAST_GENERATE_ARGS in shell
+    assert FAST_RECONSTRUCT_ARGS in shell
 
 
 def test_marker_parsing():
