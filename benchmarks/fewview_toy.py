@@ -37,41 +37,6 @@ import time
 import numpy as np
 
 
-def pipeline_from_workdir(workdir: str, *, use_ema: bool = True):
-    """A GenXDPipeline from a ``genxd_jax.main`` training workdir: its config.json, the latest checkpoint's EMA
-    (or raw) parameters, the configured autoencoder and the default scheduler."""
-    import jax
-    import ml_collections
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    from genxd_jax import sharding
-    from genxd_jax.diffusion.scheduler import SchedulerConfig
-    from genxd_jax.pipeline import GenXDPipeline
-    from genxd_jax.train_step import abstract_train_state, make_autoencoder, make_optimizer
-
-    config = ml_collections.ConfigDict(json.loads(pathlib.Path(workdir, "config.json").read_text()))
-    mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
-    tx, _ = make_optimizer(config)
-    graphdef, abstract = abstract_train_state(config, tx, mesh)
-    key = "ema" if use_ema and "ema" in abstract else "params"
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
-                                    item_names=("state",))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint under {directory}")
-        target = {key: abstract[key]}
-        args = ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                                      partial_restore=True)
-        params = manager.restore(step, args=ocp.args.Composite(state=args))["state"][key]
-    finally:
-        manager.close()
-    unet = nnx.merge(graphdef, params)
-    return GenXDPipeline(unet, make_autoencoder(config), SchedulerConfig()), config, step
-
-
 def toy_scenes(num_scenes: int, size: int, arc_views: int, orbit_views: int = 24) -> list[dict]:
     """Held-out 3D procedural scenes: the first ``arc_views`` views of an ``orbit_views``-view orbit."""
     from genxd_jax.data.pipeline import EVAL_SCENE_SEED_OFFSET
@@ -101,7 +66,9 @@ def run_toy(args) -> dict:
     from genxd_jax.evaluation.fewview import ROWS, evaluate_scene, markdown_table, scene_arrays
 
     start = time.perf_counter()
-    pipe, config, step = pipeline_from_workdir(args.workdir)
+    from genxd_jax.pipeline import pipeline_from_workdir
+
+    pipe, config, step, _ = pipeline_from_workdir(args.workdir)
     size = args.size or int(config.data.resolution)
     scenes = toy_scenes(args.num_scenes, size, args.arc_views)
     from genxd_jax.lift.fit_config import get_config

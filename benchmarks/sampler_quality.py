@@ -58,36 +58,6 @@ def load_config(spec: str, workdir: str):
     return config
 
 
-def load_pipeline(config, workdir: str, use_ema: bool):
-    import jax
-    from flax import nnx
-
-    from genxd_jax.diffusion.scheduler import SchedulerConfig
-    from genxd_jax.pipeline import GenXDPipeline
-    from genxd_jax.train import make_mesh
-    from genxd_jax.train_step import abstract_train_state, make_autoencoder, make_optimizer
-
-    tx, _ = make_optimizer(config)
-    mesh = make_mesh(config)
-    graphdef, abstract = abstract_train_state(config, tx, mesh)
-    key = "ema" if use_ema and "ema" in abstract else "params"
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    import orbax.checkpoint as ocp
-
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
-                                    item_names=("state",))
-    try:
-        step = manager.latest_step()
-        target = {key: abstract[key]}
-        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-        args = ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)
-        params = manager.restore(step, args=ocp.args.Composite(state=args))["state"][key]
-    finally:
-        manager.close()
-    unet = nnx.merge(graphdef, jax.device_get(params))
-    return GenXDPipeline(unet, make_autoencoder(config), SchedulerConfig()), step, key
-
-
 def psnr(a, b) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
@@ -119,7 +89,9 @@ def main(argv=None) -> dict:
     from genxd_jax.pipeline import finalize_latents, guided, unet_input
 
     config = load_config(args.config, args.workdir)
-    pipe, step, which = load_pipeline(config, args.workdir, not args.no_ema)
+    from genxd_jax.pipeline import pipeline_from_workdir
+
+    pipe, _, step, which = pipeline_from_workdir(args.workdir, config, use_ema=not args.no_ema)
     scenes = make_eval_scenes(config.data, num_scenes=args.scenes, kinds=("3d", "4d"))
     runs = [(s, n) for s in args.samplers for n in args.steps]
     rows = {run: {"lat_rms": [], "psnr_ref": [], "psnr_gt": []} for run in runs}

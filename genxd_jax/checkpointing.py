@@ -50,9 +50,9 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iter, step: int
     return step, restored["state"]
 
 
-def restore_params(workdir: str, abstract_params, step: int | None = None):
-    """The ``params`` of another run's latest (or given) checkpoint, restored onto ``abstract_params``'
-    shardings; the rest of that run's state is not read (``init.source = workdir:<dir>``)."""
+def restore_item(workdir: str, item: str, abstract, step: int | None = None):
+    """One item of the train state (``"params"``, ``"ema"``, ...) from a run's latest (or given) checkpoint,
+    restored onto ``abstract``'s shardings; nothing else of that run's state is read. Returns (tree, step)."""
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
                                     item_names=("state",))
@@ -60,14 +60,19 @@ def restore_params(workdir: str, abstract_params, step: int | None = None):
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint under {directory}")
-        target = {"params": abstract_params}
+        target = {item: abstract}
         restore_args = ocp.checkpoint_utils.construct_restore_args(target)
         args = ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)
         restored = manager.restore(step, args=ocp.args.Composite(state=args))
     finally:
         manager.close()
-    logging.info("checkpoint: read the parameters of step %d from %s", step, directory)
-    return restored["state"]["params"]
+    logging.info("checkpoint: read the %s of step %d from %s", item, step, directory)
+    return restored["state"][item], step
+
+
+def restore_params(workdir: str, abstract_params, step: int | None = None):
+    """The ``params`` of another run's latest (or given) checkpoint (``init.source = workdir:<dir>``)."""
+    return restore_item(workdir, "params", abstract_params, step)[0]
 
 
 class PreemptionFlag:

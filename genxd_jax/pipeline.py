@@ -539,3 +539,29 @@ def _check_images(images) -> np.ndarray:
     if arr.min() < -1e-3 or arr.max() > 1.0 + 1e-3:
         raise ValueError(f"context_images must be in [0, 1], got range [{arr.min():.3g}, {arr.max():.3g}]")
     return np.clip(arr, 0.0, 1.0)
+
+
+def pipeline_from_workdir(workdir: str, config=None, *, use_ema: bool = True):
+    """A :class:`GenXDPipeline` from a ``genxd_jax.main`` training workdir, on one device.
+
+    ``config`` defaults to the run's ``config.json``; the UNet gets the latest checkpoint's EMA parameters
+    (``use_ema`` and the run kept an EMA) or its raw ones, the autoencoder is the configured one, the scheduler
+    the default. Returns (pipeline, config, step, "ema" | "params").
+    """
+    import json
+
+    import ml_collections
+
+    from genxd_jax import checkpointing, sharding
+    from genxd_jax.diffusion.scheduler import SchedulerConfig
+    from genxd_jax.train_step import abstract_train_state, make_autoencoder, make_optimizer
+
+    if config is None:
+        config = ml_collections.ConfigDict(json.loads(pathlib.Path(workdir, "config.json").read_text()))
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
+    tx, _ = make_optimizer(config)
+    graphdef, abstract = abstract_train_state(config, tx, mesh)
+    key = "ema" if use_ema and "ema" in abstract else "params"
+    params, step = checkpointing.restore_item(workdir, key, abstract[key])
+    unet = nnx.merge(graphdef, params)
+    return GenXDPipeline(unet, make_autoencoder(config), SchedulerConfig()), config, step, key
