@@ -3,7 +3,9 @@
 Shapes are those of the full UNet on one guided 12-frame 256² sample (latents 32², batch 2 × 12 = 24 frames):
 
 - conv 3×3, C → C, stride 1, pad 1, on (24, S, S, C) for (C, S) = (320, 32), (640, 16), (1280, 8), (1280, 4);
-  JAX: ``lax.conv_general_dilated`` NHWC/HWIO (what ``nnx.Conv`` lowers to), and NCHW/OIHW for comparison;
+  JAX: ``lax.conv_general_dilated`` NHWC/HWIO (XLA's convolution), NCHW/OIHW for comparison, and
+  ``genxd_jax.models.conv.conv_general_dilated`` (what ``nnx.Conv`` runs in genxd_jax: an im2col matmul on maps
+  of at most 8×8 on the CPU, XLA's convolution otherwise);
   torch: ``F.conv2d`` NCHW (oneDNN), and with ``channels_last`` memory format.
 - linear at 12,288 tokens (12 frames × 32²) × 320: 320 → 320 (attention projections), 320 → 2560 (GEGLU
   in-projection), 1280 → 320 (feed-forward out-projection); JAX ``x @ w + b`` (``nnx.Linear``), torch
@@ -57,6 +59,7 @@ def build_cases(batch: int, only: set[str]):
     import torch
     import torch.nn.functional as F
 
+    from genxd_jax.models import conv
     from genxd_jax.models.attention import dot_product_attention, tiled_attention
 
     rng = np.random.default_rng(0)
@@ -74,6 +77,8 @@ def build_cases(batch: int, only: set[str]):
             xj_nchw, wj_oihw = jnp.asarray(x.transpose(0, 3, 1, 2)), jnp.asarray(w.transpose(3, 2, 0, 1))
             nhwc = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                                                      dimension_numbers=("NHWC", "HWIO", "NHWC")))
+            ours = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                                                  dimension_numbers=("NHWC", "HWIO", "NHWC")))
             nchw = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                                                      dimension_numbers=("NCHW", "OIHW", "NCHW")))
             xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -84,6 +89,7 @@ def build_cases(batch: int, only: set[str]):
             cases[f"conv3x3 {c}ch {s}² ×{batch}"] = (flops, {
                 "jax NHWC": _timer(nhwc, (xj, wj), jsync),
                 "jax NCHW": _timer(nchw, (xj_nchw, wj_oihw), jsync),
+                "genxd_jax (im2col ≤ 8²)": _timer(ours, (xj, wj), jsync),
                 "torch NCHW": _timer(tconv, (xt, wt), tsync),
                 "torch channels_last": _timer(tconv, (xt_cl, wt_cl), tsync),
             })

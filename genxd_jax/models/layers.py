@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from genxd_jax.models.conv import conv_general_dilated
+
 
 @dataclasses.dataclass(frozen=True)
 class DTypes:
@@ -83,7 +85,8 @@ def conv(in_features: int, out_features: int, kernel_size: tuple[int, ...], *, d
          strides: int | tuple[int, ...] = 1, padding=None) -> nnx.Conv:
     """A convolution with PyTorch's symmetric padding (k // 2 per side unless `padding` is given).
 
-    Kernel (*kernel_size, in, out) labelled (None, ..., "embed", "mlp").
+    Kernel (*kernel_size, in, out) labelled (None, ..., "embed", "mlp"). Runs through
+    `genxd_jax.models.conv.conv_general_dilated` (XLA's convolution; an im2col matmul for small maps on the CPU).
     """
     if padding is None:
         padding = tuple((k // 2, k // 2) for k in kernel_size)
@@ -93,7 +96,7 @@ def conv(in_features: int, out_features: int, kernel_size: tuple[int, ...], *, d
         param_dtype=dt.param_dtype, kernel_init=_torch_default_kernel_init(),
         bias_init=_torch_default_bias_init(fan_in),
         kernel_metadata={"sharding": (None,) * len(kernel_size) + ("embed", "mlp")},
-        bias_metadata={"sharding": ("mlp",)}, rngs=rngs)
+        bias_metadata={"sharding": ("mlp",)}, conv_general_dilated=conv_general_dilated, rngs=rngs)
 
 
 def conv2d(in_features: int, out_features: int, *, dt: DTypes, rngs: nnx.Rngs, kernel: int = 3,
