@@ -33,11 +33,11 @@ from genxd_jax.curation.depth_anything import (
     DepthAnythingV2,
     abstract_depth_anything,
     bicubic_matrix,
-    bilinear_matrix,
     load_depth_anything,
     network_input_size,
     preprocess,
 )
+from genxd_jax.resampling import linear_resize_matrix
 from genxd_jax.tools import convert_depth
 
 TOL = 1e-4
@@ -187,9 +187,11 @@ def test_preprocess_normalises_and_rejects_bad_frames():
 
 def test_interpolation_matrices_match_torch():
     x = torch.randn(1, 1, 5, 7, dtype=torch.float64)
-    for (h, w), mode, aligned, builder in (((9, 4), "bicubic", False, lambda i, o: bicubic_matrix(i, o)),
-                                           ((11, 15), "bilinear", True, lambda i, o: bilinear_matrix(i, o, True)),
-                                           ((3, 13), "bilinear", False, lambda i, o: bilinear_matrix(i, o, False))):
+    cases = (((9, 4), "bicubic", False, bicubic_matrix),
+             ((11, 15), "bilinear", True, lambda i, o: linear_resize_matrix(i, o, "align_corners")),
+             ((3, 13), "bilinear", False, lambda i, o: linear_resize_matrix(i, o, "half_pixel")),
+             ((4, 1), "bilinear", True, lambda i, o: linear_resize_matrix(i, o, "align_corners")))
+    for (h, w), mode, aligned, builder in cases:
         ref = torch.nn.functional.interpolate(x, (h, w), mode=mode, align_corners=aligned)[0, 0].numpy()
         ours = builder(5, h) @ x[0, 0].numpy() @ builder(7, w).T
         np.testing.assert_allclose(ours, ref, atol=1e-12)

@@ -23,7 +23,8 @@ from genxd_jax.convert.metrics_weights_video import clip_config_from_tensors, i3
 from genxd_jax.convert.safetensors_io import CheckpointError
 from genxd_jax.evaluation import clip_similarity, frechet_distance, fvd, load_clip, load_i3d
 from genxd_jax.evaluation.clip import pil_bicubic_matrix, preprocess_images
-from genxd_jax.evaluation.i3d import MIXED_CHANNELS, InceptionI3d, i3d_state, preprocess_clips, resize_matrix
+from genxd_jax.evaluation.i3d import MIXED_CHANNELS, InceptionI3d, i3d_state, preprocess_clips
+from genxd_jax.resampling import linear_resize_matrix
 
 SIZE = 32  # I3D test frame size (the final average pool is then 2x1x1)
 FRAMES = 9  # the fewest frames I3D takes; every random-weight test uses (2, FRAMES, SIZE, SIZE, 3): one compile
@@ -209,20 +210,27 @@ def test_i3d_converter_reads_a_tf_savedmodel_checkpoint(i3d_random, tmp_path):
 
 
 def test_resize_modes_against_references():
-    from genxd_jax.evaluation.resize import resize_bilinear_tf1
-
+    """The resampling matrices equal TF1's legacy resize_bilinear and torch's interpolate; preprocess uses them."""
+    tf = pytest.importorskip("tensorflow")
     x = np.random.default_rng(2).random((1, 2, 37, 53, 3)).astype(np.float32)
     for h, w in ((SIZE, SIZE), (20, 70)):
-        tf1 = np.einsum("yh,nthwc,xw->ntyxc", resize_matrix(37, h, "tf1"), x, resize_matrix(53, w, "tf1"))
-        np.testing.assert_allclose(tf1[0], np.asarray(resize_bilinear_tf1(x[0], h, w)), atol=5e-6)  # f32 vs f64 source
-        bil = np.einsum("yh,nthwc,xw->ntyxc", resize_matrix(37, h, "bilinear"), x, resize_matrix(53, w, "bilinear"))
+        tf1 = np.einsum("yh,nthwc,xw->ntyxc", linear_resize_matrix(37, h, "tf1"), x,
+                        linear_resize_matrix(53, w, "tf1"))
+        want = tf.raw_ops.ResizeBilinear(images=x[0], size=[h, w], align_corners=False,
+                                         half_pixel_centers=False).numpy()
+        np.testing.assert_allclose(tf1[0], want, atol=5e-6)
+        bil = np.einsum("yh,nthwc,xw->ntyxc", linear_resize_matrix(37, h, "half_pixel"), x,
+                        linear_resize_matrix(53, w, "half_pixel"))
         ref = F.interpolate(torch.from_numpy(x[0]).permute(0, 3, 1, 2), (h, w), mode="bilinear",
                             align_corners=False).permute(0, 2, 3, 1).numpy()
         np.testing.assert_allclose(bil[0], ref, atol=5e-6)
     # the network input: resized to size², mapped to [-1, 1]; a size² input is not resampled
-    pre = np.asarray(preprocess_clips(x, SIZE, "tf1"))
-    np.testing.assert_allclose(pre, 2 * np.einsum("yh,nthwc,xw->ntyxc", resize_matrix(37, SIZE), x,
-                                                  resize_matrix(53, SIZE)) - 1, atol=1e-5)
+    for mode, convention in (("tf1", "tf1"), ("bilinear", "half_pixel")):
+        pre = np.asarray(preprocess_clips(x, SIZE, mode))
+        np.testing.assert_allclose(pre, 2 * np.einsum("yh,nthwc,xw->ntyxc", linear_resize_matrix(37, SIZE, convention),
+                                                      x, linear_resize_matrix(53, SIZE, convention)) - 1, atol=1e-5)
+    with pytest.raises(ValueError, match="resize mode"):
+        preprocess_clips(x, SIZE, "nearest")
     same = np.random.default_rng(3).random((1, 9, SIZE, SIZE, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(preprocess_clips(same, SIZE)), 2 * same - 1)
     u8 = (same * 255).astype(np.uint8)

@@ -44,6 +44,7 @@ from flax import nnx
 
 from genxd_jax.models.attention import dot_product_attention
 from genxd_jax.models.layers import DTypes, InitKeys, conv2d, layer_norm, linear, materialize
+from genxd_jax.resampling import linear_resize_matrix
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -247,23 +248,6 @@ def bicubic_matrix(in_size: int, out_size: int, scale_factor: float | None = Non
     return m
 
 
-@functools.lru_cache(maxsize=256)
-def bilinear_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
-    """(out, in) float64 matrix of ``interpolate(mode="bilinear", size=out, align_corners=...)`` along one axis."""
-    m = np.zeros((out_size, in_size))
-    for d in range(out_size):
-        if align_corners:
-            src = d * (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        else:
-            src = max((d + 0.5) * in_size / out_size - 0.5, 0.0)
-        i0 = min(int(math.floor(src)), in_size - 1)
-        i1 = min(i0 + 1, in_size - 1)
-        frac = src - i0
-        m[d, i0] += 1.0 - frac
-        m[d, i1] += frac
-    return m
-
-
 def resize_2d(x: jax.Array, size: tuple[int, int], method: str) -> jax.Array:
     """Resizes (..., H, W, C) to (..., h, w, C) as PyTorch's ``interpolate`` does.
 
@@ -277,8 +261,8 @@ def resize_2d(x: jax.Array, size: tuple[int, int], method: str) -> jax.Array:
     if method == "bicubic":
         mh, mw = bicubic_matrix(in_h, size[0]), bicubic_matrix(in_w, size[1])
     elif method in ("bilinear", "bilinear_aligned"):
-        aligned = method == "bilinear_aligned"
-        mh, mw = bilinear_matrix(in_h, size[0], aligned), bilinear_matrix(in_w, size[1], aligned)
+        convention = "align_corners" if method == "bilinear_aligned" else "half_pixel"
+        mh, mw = linear_resize_matrix(in_h, size[0], convention), linear_resize_matrix(in_w, size[1], convention)
     else:
         raise ValueError(f"unknown resize method {method!r}")
     hi = jax.lax.Precision.HIGHEST
@@ -753,4 +737,4 @@ def load_depth_anything(path: str | os.PathLike, *, input_size: int = 518, dtype
 
 __all__ = ["DepthAnythingConfig", "VARIANTS", "DepthAnythingForDepthEstimation", "DepthAnythingV2",
            "build_depth_anything", "abstract_depth_anything", "load_depth_anything", "network_input_size",
-           "preprocess", "resize_2d", "bicubic_matrix", "bilinear_matrix", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "preprocess", "resize_2d", "bicubic_matrix", "IMAGENET_MEAN", "IMAGENET_STD"]

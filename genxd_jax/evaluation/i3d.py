@@ -46,11 +46,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["InceptionI3d", "I3D", "load_i3d", "fvd", "preprocess_clips", "resize_matrix", "i3d_state",
+from genxd_jax.resampling import linear_resize_matrix
+
+__all__ = ["InceptionI3d", "I3D", "load_i3d", "fvd", "preprocess_clips", "i3d_state",
            "MIXED_CHANNELS", "RESIZE_MODES", "BN_EPS"]
 
 BN_EPS = 1e-3
 RESIZE_MODES = ("tf1", "bilinear")
+_RESIZE_CONVENTIONS = {"tf1": "tf1", "bilinear": "half_pixel"}  # genxd_jax.resampling conventions
 #: (branch 0, branch 1 reduce, branch 1, branch 2 reduce, branch 2, branch 3) output channels per block.
 MIXED_CHANNELS = {
     "Mixed_3b": (64, 96, 128, 16, 32, 32),
@@ -192,26 +195,6 @@ def i3d_state(model: InceptionI3d) -> dict[str, nnx.Variable]:
     return {f"{unit_name}.{k}": v for unit_name, unit in model.named_units() for k, v in unit.tensors().items()}
 
 
-def resize_matrix(n_in: int, n_out: int, mode: str = "tf1") -> np.ndarray:
-    """(n_out, n_in) float64 matrix of 1-D bilinear resampling weights (no antialiasing).
-
-    `tf1`: TF1 `resize_bilinear(align_corners=False)`, source `dst * n_in / n_out`; `bilinear`: half-pixel
-    centres, source `(dst + 0.5) * n_in / n_out - 0.5` clamped at 0 (torch `interpolate(align_corners=False)`).
-    """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
-    scale = n_in / n_out
-    dst = np.arange(n_out, dtype=np.float64)
-    src = dst * scale if mode == "tf1" else np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-    x0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    x1 = np.minimum(x0 + 1, n_in - 1)
-    frac = src - x0
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.arange(n_out), x0), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), x1), frac)
-    return m
-
-
 def preprocess_clips(clips, size: int = 224, resize: str = "tf1") -> jax.Array:
     """Clips `(..., T, H, W, 3)` in [0, 1] (or uint8) -> `(..., T, size, size, 3)` float32 in [-1, 1]."""
     clips = jnp.asarray(clips)
@@ -219,9 +202,12 @@ def preprocess_clips(clips, size: int = 224, resize: str = "tf1") -> jax.Array:
         raise ValueError(f"clips must be (..., T, H, W, 3) RGB, got shape {clips.shape}")
     x = clips.astype(jnp.float32) / 255.0 if clips.dtype == jnp.uint8 else clips.astype(jnp.float32)
     h, w = x.shape[-3:-1]
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {resize!r}")
     if (h, w) != (size, size):
-        ry = jnp.asarray(resize_matrix(h, size, resize), jnp.float32)
-        rx = jnp.asarray(resize_matrix(w, size, resize), jnp.float32)
+        convention = _RESIZE_CONVENTIONS[resize]
+        ry = jnp.asarray(linear_resize_matrix(h, size, convention), jnp.float32)
+        rx = jnp.asarray(linear_resize_matrix(w, size, convention), jnp.float32)
         x = jnp.einsum("yh,...hwc,xw->...yxc", ry, x, rx, precision=_HIGHEST)
     return 2.0 * x - 1.0
 

@@ -23,33 +23,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from genxd_jax.resampling import linear_resize_matrix
+
 __all__ = ["DEFAULT_FID_RESIZE", "FID_RESIZE_MODES", "resize_bilinear_tf1", "resize_for_inception"]
 
 FID_RESIZE_MODES = ("pytorch", "tf1", "clean")
 DEFAULT_FID_RESIZE = "pytorch"
 
 
-def _tf1_axis(x: jax.Array, axis: int, out_size: int) -> jax.Array:
-    in_size = x.shape[axis]
-    src = jnp.arange(out_size, dtype=jnp.float32) * (in_size / out_size)
-    lo = jnp.floor(src).astype(jnp.int32)
-    hi = jnp.minimum(lo + 1, in_size - 1)
-    frac = src - lo.astype(jnp.float32)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    frac = frac.reshape(shape)
-    a, b = jnp.take(x, lo, axis=axis), jnp.take(x, hi, axis=axis)
-    return a + (b - a) * frac
-
-
 def resize_bilinear_tf1(x: jax.Array, height: int, width: int) -> jax.Array:
     """TF1 `tf.image.resize_bilinear(align_corners=False)` (legacy, no half-pixel centres) of `(N, H, W, C)`.
 
     Output pixel `i` samples the input at `i * in / out` (top-left aligned), linearly between the two
-    neighbours, the last input pixel repeated past the edge.
+    neighbours, the last input pixel repeated past the edge (`genxd_jax.resampling`, convention ``tf1``).
     """
-    x = _tf1_axis(x, 1, height) if x.shape[1] != height else x
-    return _tf1_axis(x, 2, width) if x.shape[2] != width else x
+    x = jnp.asarray(x, jnp.float32)
+    if x.shape[1:3] == (height, width):
+        return x
+    ry = jnp.asarray(linear_resize_matrix(x.shape[1], height, "tf1"), jnp.float32)
+    rx = jnp.asarray(linear_resize_matrix(x.shape[2], width, "tf1"), jnp.float32)
+    return jnp.einsum("yh,nhwc,xw->nyxc", ry, x, rx, precision=jax.lax.Precision.HIGHEST)
 
 
 def resize_for_inception(images: jax.Array, mode: str = DEFAULT_FID_RESIZE, size: int = 299) -> jax.Array:
