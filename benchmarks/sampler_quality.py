@@ -13,16 +13,21 @@ per (sampler, steps), averaged over scenes:
 All samplers here run through :func:`genxd_jax.diffusion.solvers.solve` (Euler's generic form is the official
 step; tests/test_solvers.py checks it), one compiled program per sampler for every step count.
 
+``--schedules`` compares Karras schedules other than the released one (σ_max 700, σ_min 0.002, ρ 7) for the
+compared samplers, as ``SIGMA_MAX:SIGMA_MIN:RHO`` triples (``released`` for the scheduler's own); the
+reference always runs the released schedule. A schedule with a lower σ_max starts from the same unit noise
+× √(σ_max² + 1).
+
 Usage (the tiny model trained on the procedural data, as in benchmarks/README.md):
 
     python benchmarks/sampler_quality.py --workdir runs/tiny_learn --config configs/stage3.py:tiny \\
         --scenes 8 --steps 5 10 15 25 --out benchmarks/results/sampler_quality.json
+    python benchmarks/sampler_quality.py --samplers euler dpmpp2m --steps 10 --schedules 80:0.002:7 80:0.05:7
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -68,13 +73,15 @@ def main(argv=None) -> dict:
     p.add_argument("--workdir", default="runs/tiny_learn", help="training run with checkpoints/")
     p.add_argument("--config", default="configs/stage3.py:tiny", help="config file[:variant] of that run")
     p.add_argument("--scenes", type=int, default=8, help="held-out scenes per kind (3d and 4d)")
+    p.add_argument("--scene-seed", type=int, default=0,
+                   help="make_eval_scenes seed: a second seed gives scenes no schedule was chosen on")
     p.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 25])
     p.add_argument("--samplers", nargs="+", default=["euler", "heun", "dpmpp2m"])
     p.add_argument("--reference-steps", type=int, default=200)
     p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--sigma-max", type=float, default=0.0,
-                   help="start the compared samplers (not the reference) at this σ_max instead of the "
-                        "scheduler's (700), from the same unit noise × √(σ_max² + 1)")
+    p.add_argument("--schedules", nargs="+", default=["released"],
+                   help="Karras schedules of the compared samplers (not the reference): 'released' or "
+                        "SIGMA_MAX:SIGMA_MIN:RHO")
     p.add_argument("--no-ema", action="store_true", help="use the raw parameters instead of the EMA")
     p.add_argument("--out", default="", help="JSON file for the results (written atomically)")
     args = p.parse_args(argv)
@@ -85,15 +92,18 @@ def main(argv=None) -> dict:
     from tqdm import tqdm
 
     from genxd_jax.data import make_eval_scenes
-    from genxd_jax.diffusion import denoised_from_v, num_model_evaluations, set_timesteps, solvers
+    from genxd_jax.diffusion import (denoised_from_v, num_model_evaluations, set_timesteps, solvers,
+                                     with_karras_schedule)
     from genxd_jax.pipeline import finalize_latents, guided, unet_input
 
     config = load_config(args.config, args.workdir)
     from genxd_jax.pipeline import pipeline_from_workdir
 
     pipe, _, step, which = pipeline_from_workdir(args.workdir, config, use_ema=not args.no_ema)
-    scenes = make_eval_scenes(config.data, num_scenes=args.scenes, kinds=("3d", "4d"))
-    runs = [(s, n) for s in args.samplers for n in args.steps]
+    scenes = make_eval_scenes(config.data, num_scenes=args.scenes, kinds=("3d", "4d"), seed=args.scene_seed)
+    schedules = {name: with_karras_schedule(pipe.scheduler, None if name == "released" else name)
+                 for name in args.schedules}
+    runs = [(s, n, name) for name in schedules for s in args.samplers for n in args.steps]
     rows = {run: {"lat_rms": [], "psnr_ref": [], "psnr_gt": []} for run in runs}
     ref_gt = []
     steps_max = max(args.reference_steps, *args.steps)
@@ -111,10 +121,7 @@ def main(argv=None) -> dict:
 
         return finalize_latents(solvers.solve(sampler, denoiser, latents, sigmas, num_steps=n), cond)
 
-    def padded_schedule(n, reference=False):
-        config = pipe.scheduler
-        if args.sigma_max and not reference:
-            config = dataclasses.replace(config, sigma_max=args.sigma_max)
+    def padded_schedule(n, config):
         sched = set_timesteps(config, n)
         sig = np.zeros(steps_max + 1, np.float32)
         sig[: n + 1] = sched.sigmas
@@ -132,43 +139,47 @@ def main(argv=None) -> dict:
                               indicator=int(scene["indicator"]), motion_strength=float(scene["motion_strength"]),
                               rng=jax.random.key(i))
 
-        def sample(sampler, n, inputs=inputs, reference=False):
-            sig, ts, init = padded_schedule(n, reference)
+        def sample(sampler, n, config, inputs=inputs):
+            sig, ts, init = padded_schedule(n, config)
             x0 = inputs.latents * np.float32(init / inputs.schedule.init_noise_sigma)  # the same unit noise
             latents = np.asarray(run_sampler(pipe._unet_state, x0, sig, ts, jnp.int32(n),
                                              inputs.conditioning, jnp.float32(args.guidance), sampler=sampler))
             return latents, pipe.decode(latents)
 
-        ref_lat, ref_frames = sample("euler", args.reference_steps, reference=True)
+        ref_lat, ref_frames = sample("euler", args.reference_steps, pipe.scheduler)
         bar.update()
         gt = np.asarray(scene["images"], np.float32)
         ref_gt.append(psnr(ref_frames[~mask], gt[~mask]))
-        for sampler, n in runs:
-            lat, frames = sample(sampler, n)
-            r = rows[(sampler, n)]
+        for sampler, n, name in runs:
+            lat, frames = sample(sampler, n, schedules[name])
+            r = rows[(sampler, n, name)]
             r["lat_rms"].append(float(np.sqrt(np.mean((lat[~mask] - ref_lat[~mask]) ** 2))))
             r["psnr_ref"].append(psnr(frames[~mask], ref_frames[~mask]))
             r["psnr_gt"].append(psnr(frames[~mask], gt[~mask]))
             bar.update()
     bar.close()
     table = []
-    for sampler, n in runs:
-        r = rows[(sampler, n)]
+    for sampler, n, name in runs:
+        r = rows[(sampler, n, name)]
+        c = schedules[name]
         table.append(dict(sampler=sampler, steps=n, evals=num_model_evaluations(sampler, n),
+                          sigma_max=c.sigma_max, sigma_min=c.sigma_min, rho=c.rho,
                           lat_rms=float(np.mean(r["lat_rms"])), psnr_ref=float(np.mean(r["psnr_ref"])),
                           psnr_gt=float(np.mean(r["psnr_gt"]))))
     result = dict(workdir=args.workdir, checkpoint_step=step, parameters=which, scenes=len(scenes),
+                  scene_seed=args.scene_seed,
                   reference_steps=args.reference_steps, reference_psnr_gt=float(np.mean(ref_gt)),
-                  guidance=args.guidance, sigma_max=args.sigma_max or pipe.scheduler.sigma_max,
+                  guidance=args.guidance,
                   seconds=time.time() - started, rows=table)
-    print(f"| sampler | steps | guided evals | latent RMS to {args.reference_steps}-step Euler | "
+    print(f"| sampler | σ_max, σ_min, ρ | steps | guided evals | latent RMS to {args.reference_steps}-step Euler | "
           "PSNR to reference (dB) | PSNR to ground truth (dB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in table:
-        print(f"| {r['sampler']} | {r['steps']} | {r['evals']} | {r['lat_rms']:.4f} | {r['psnr_ref']:.2f} | "
-              f"{r['psnr_gt']:.2f} |")
-    print(f"| euler (reference) | {args.reference_steps} | {args.reference_steps} | 0 | ∞ | "
-          f"{result['reference_psnr_gt']:.2f} |")
+        print(f"| {r['sampler']} | {r['sigma_max']:g}, {r['sigma_min']:g}, {r['rho']:g} | {r['steps']} | "
+              f"{r['evals']} | {r['lat_rms']:.4f} | {r['psnr_ref']:.2f} | {r['psnr_gt']:.2f} |")
+    c = pipe.scheduler
+    print(f"| euler (reference) | {c.sigma_max:g}, {c.sigma_min:g}, {c.rho:g} | {args.reference_steps} | "
+          f"{args.reference_steps} | 0 | ∞ | {result['reference_psnr_gt']:.2f} |")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")

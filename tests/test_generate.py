@@ -101,12 +101,17 @@ def test_two_images_from_a_camera_file_as_gif(tiny_a, images, tmp_path):
         "--context-index",
         "0",
         "3",
+        "--sampler",
+        "dpmpp2m",
+        "--schedule",
+        "40:0.1:10",
     ]
     assert G.main(argv) == 0
     assert len(list((out / "frames").glob("*.png"))) == FRAMES
     assert len(imageio.mimread(out / "video.gif")) == FRAMES
     cams = json.loads((out / "cameras.json").read_text())
     assert cams["context_index"] == [0, 3]
+    assert (cams["sampler"], cams["schedule"]) == ("dpmpp2m", "40:0.1:10")
     np.testing.assert_allclose(np.asarray(cams["c2w"])[[0, -1]], keys[[0, -1]], atol=1e-9)
     # Round trip: the written cameras.json (w2c) is itself a valid camera file.
     c2w, _, _ = G.load_camera_file(out / "cameras.json")
@@ -135,6 +140,8 @@ ERROR_CASES = {
     "forward needs 4k frames": (["wide.png"], ["--camera", "forward", "--frames", "6"], "multiple of 4"),
     "reflected pose": (["wide.png"], ["--camera", "{tmp}/cam.json"], "reflection"),
     "missing camera file": (["wide.png"], ["--camera", "{tmp}/nofile.json"], "camera file not found"),
+    "schedule not three numbers": (["wide.png"], ["--schedule", "fast"], "is not SIGMA_MAX:SIGMA_MIN:RHO"),
+    "schedule out of order": (["wide.png"], ["--schedule", "0.1:1:7"], "0 < SIGMA_MIN < SIGMA_MAX"),
     "incomplete checkpoint": (["wide.png"], ["--checkpoint", "{tmp}/ckpt"], "incomplete GenXD checkpoint"),
 }
 

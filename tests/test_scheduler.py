@@ -152,3 +152,18 @@ def test_training_sigmas_are_log_normal():
     assert log.std() == pytest.approx(1.6, abs=0.05)
     with pytest.raises(ValueError, match="p_std"):
         d.sample_training_sigmas(jax.random.key(0), (2,), p_std=-1.0)
+
+
+def test_with_karras_schedule_replaces_the_three_numbers(config):
+    assert d.with_karras_schedule(config, None) is config
+    fast = d.with_karras_schedule(config, "40:0.1:10")
+    assert (fast.sigma_max, fast.sigma_min, fast.rho) == (40.0, 0.1, 10.0)
+    assert fast.prediction_type == config.prediction_type and fast.final_sigmas_type == config.final_sigmas_type
+    sched = d.set_timesteps(fast, 10)
+    np.testing.assert_allclose(sched.sigmas[[0, 9, 10]], [40.0, 0.1, 0.0], rtol=1e-6)
+    ramp = (40.0 ** 0.1 + np.linspace(0, 1, 10) * (0.1 ** 0.1 - 40.0 ** 0.1)) ** 10
+    np.testing.assert_allclose(sched.sigmas[:10], ramp, rtol=1e-6)
+    np.testing.assert_allclose(sched.init_noise_sigma, np.sqrt(40.0**2 + 1), rtol=1e-6)
+    for bad in ("40:0.1", "a:b:c", "0.1:40:7", "40:0.1:0", "inf:0.1:7"):
+        with pytest.raises(ValueError, match="schedule"):
+            d.with_karras_schedule(config, bad)

@@ -17,6 +17,7 @@ from genxd_jax.diffusion.scheduler import (
     karras_sigmas,
     scale_model_input,
     set_timesteps,
+    with_karras_schedule,
 )
 from genxd_jax.diffusion.solvers import SAMPLERS, num_model_evaluations, solve
 
@@ -37,4 +38,5 @@ __all__ = [
     "solve",
     "solvers",
     "v_target",
+    "with_karras_schedule",
 ]

@@ -83,6 +83,25 @@ class SchedulerConfig:
         return {**self.extra, **d}
 
 
+def with_karras_schedule(config: SchedulerConfig, spec: str | None) -> SchedulerConfig:
+    """``config`` with its Karras schedule replaced by ``spec`` = ``"SIGMA_MAX:SIGMA_MIN:RHO"`` (None: unchanged).
+
+    The released schedule is 700:0.002:7. A lower σ_max starts from unit noise × √(σ_max² + 1); a larger σ_min
+    ends with one jump from σ_min to the denoised latents. benchmarks/README.md ("Sampler quality vs steps")
+    measures which schedules keep the result close to the released 25-step sampler in fewer steps.
+    """
+    if spec is None:
+        return config
+    try:
+        sigma_max, sigma_min, rho = (float(v) for v in str(spec).split(":"))
+    except ValueError:
+        raise ValueError(f"schedule {spec!r} is not SIGMA_MAX:SIGMA_MIN:RHO (the released one is 700:0.002:7)") \
+            from None
+    if not (0 < sigma_min < sigma_max and rho > 0 and np.isfinite(sigma_max) and np.isfinite(rho)):
+        raise ValueError(f"schedule {spec!r} needs 0 < SIGMA_MIN < SIGMA_MAX and RHO > 0")
+    return dataclasses.replace(config, sigma_max=sigma_max, sigma_min=sigma_min, rho=rho)
+
+
 class Schedule(NamedTuple):
     """A concrete N-step schedule.
 
