@@ -21,6 +21,7 @@ from PIL import Image
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 SIZE, FRAMES, STEPS, NUM_SCENES = 64, 4, 2, 2
+SCHEDULE = "40:0.1:10"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def kernel_env(tmp_path_factory, tiny_a) -> dict[str, str]:
         "GENXD_SIZE": str(SIZE),
         "GENXD_FRAMES": str(FRAMES),
         "GENXD_STEPS": str(STEPS),
+        "GENXD_SCHEDULE": SCHEDULE,  # read by generate.ipynb only
         "GENXD_NUM_SCENES": str(NUM_SCENES),
         "GENXD_OUTPUT": str(root / "generate_outputs"),
     }
@@ -89,6 +91,7 @@ def describe(x):
             "min": float(x.min()), "max": float(x.max())}
 print(json.dumps({
     "executable": sys.executable, "device": DEVICE, "size": SIZE, "frames": FRAMES, "steps": STEPS,
+    "schedule": [pipe.scheduler.sigma_max, pipe.scheduler.sigma_min, pipe.scheduler.rho],
     "context_index": [int(i) for i in context_index],
     "frames_3d": describe(frames_3d), "frames_4d": describe(frames_4d),
     "difference_3d_4d": float(np.abs(frames_3d - frames_4d).mean()),
@@ -101,6 +104,7 @@ def test_generate_notebook(kernel_env):
     nb, s = run_notebook("generate.ipynb", kernel_env, GENERATE_CHECK)
     assert s["device"] == "CPU" and "on CPU" in stdout(nb)
     assert (s["size"], s["frames"], s["steps"]) == (SIZE, FRAMES, STEPS)  # the environment reached the settings
+    assert s["schedule"] == [40.0, 0.1, 10.0]
     assert s["context_index"] == [0]
     for key in ("frames_3d", "frames_4d"):
         d = s[key]
@@ -115,6 +119,7 @@ def test_generate_notebook(kernel_env):
             assert gif.format == "GIF" and gif.size == (SIZE, SIZE) and gif.n_frames == FRAMES
         cams = json.loads(paths["cameras"].read_text())
         assert cams["indicator"] == indicator and cams["mode"] == mode and cams["steps"] == STEPS
+        assert cams["schedule"] == SCHEDULE
         assert np.asarray(cams["c2w"]).shape == (FRAMES, 4, 4)
         assert Image.open(paths["preview"]).size == ((1 + FRAMES) * SIZE + 8, SIZE)
 
