@@ -5,7 +5,7 @@ Shapes are those of the full UNet on one guided 12-frame 256² sample (latents 3
 - conv 3×3, C → C, stride 1, pad 1, on (24, S, S, C) for (C, S) = (320, 32), (640, 16), (1280, 8), (1280, 4);
   JAX: ``lax.conv_general_dilated`` NHWC/HWIO (XLA's convolution), NCHW/OIHW for comparison, and
   ``genxd_jax.models.conv.conv_general_dilated`` (what ``nnx.Conv`` runs in genxd_jax: an im2col matmul on maps
-  of at most 8×8 on the CPU, XLA's convolution otherwise);
+  of at most 8×8 with at least 640 input channels on the CPU, XLA's convolution otherwise);
   torch: ``F.conv2d`` NCHW (oneDNN), and with ``channels_last`` memory format.
 - linear at 12,288 tokens (12 frames × 32²) × 320: 320 → 320 (attention projections), 320 → 2560 (GEGLU
   in-projection), 1280 → 320 (feed-forward out-projection); JAX ``x @ w + b`` (``nnx.Linear``), torch
@@ -89,7 +89,7 @@ def build_cases(batch: int, only: set[str]):
             cases[f"conv3x3 {c}ch {s}² ×{batch}"] = (flops, {
                 "jax NHWC": _timer(nhwc, (xj, wj), jsync),
                 "jax NCHW": _timer(nchw, (xj_nchw, wj_oihw), jsync),
-                "genxd_jax (im2col ≤ 8²)": _timer(ours, (xj, wj), jsync),
+                "genxd_jax (im2col ≤ 8², ≥ 640 ch)": _timer(ours, (xj, wj), jsync),
                 "torch NCHW": _timer(tconv, (xt, wt), tsync),
                 "torch channels_last": _timer(tconv, (xt_cl, wt_cl), tsync),
             })

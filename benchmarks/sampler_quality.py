@@ -92,8 +92,7 @@ def main(argv=None) -> dict:
     from tqdm import tqdm
 
     from genxd_jax.data import make_eval_scenes
-    from genxd_jax.diffusion import (denoised_from_v, num_model_evaluations, set_timesteps, solvers,
-                                     with_karras_schedule)
+    from genxd_jax.diffusion import denoised_from_v, num_model_evaluations, set_timesteps, solvers, with_karras_schedule
     from genxd_jax.pipeline import finalize_latents, guided, unet_input
 
     config = load_config(args.config, args.workdir)

@@ -51,25 +51,30 @@ def test_im2col_gradients_equal_xla_convolution():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_dispatch_takes_im2col_only_for_small_stride_one_maps_on_cpu():
+def test_dispatch_takes_im2col_only_for_small_wide_stride_one_maps_on_cpu():
     assert jax.default_backend() == "cpu"
-    w = jnp.zeros((3, 3, 4, 4))
+    c = conv.IM2COL_MIN_CHANNELS
+    w = jnp.zeros((3, 3, c, 4))
     pad = ((1, 1), (1, 1))
     call = lambda x, s=(1, 1): conv.conv_general_dilated(x, w, s, pad, dimension_numbers=NHWC)  # noqa: E731
-    small, large = jnp.zeros((2, 8, 8, 4)), jnp.zeros((2, 9, 8, 4))  # 64 and 72 output pixels
+    small, large = jnp.zeros((2, 8, 8, c)), jnp.zeros((2, 9, 8, c))  # 64 and 72 output pixels
     assert "conv_general_dilated" not in _primitives(call, small)
     assert "conv_general_dilated" in _primitives(call, large)
     assert "conv_general_dilated" in _primitives(lambda x: call(x, (2, 2)), small)            # strided
+    narrow = jnp.zeros((3, 3, c - 1, 4))                                                       # too few channels
+    assert "conv_general_dilated" in _primitives(
+        lambda x: conv.conv_general_dilated(x, narrow, (1, 1), pad, dimension_numbers=NHWC), small[..., 1:])
     assert "conv_general_dilated" in _primitives(                                              # 1×1 kernel
-        lambda x: conv.conv_general_dilated(x, jnp.zeros((1, 1, 4, 4)), (1, 1), ((0, 0), (0, 0)),
+        lambda x: conv.conv_general_dilated(x, jnp.zeros((1, 1, c, 4)), (1, 1), ((0, 0), (0, 0)),
                                             dimension_numbers=NHWC), small)
     assert "conv_general_dilated" in _primitives(                                              # NCHW
-        lambda x: conv.conv_general_dilated(x, jnp.zeros((4, 4, 3, 3)), (1, 1), pad,
-                                            dimension_numbers=("NCHW", "OIHW", "NCHW")), jnp.zeros((2, 4, 8, 8)))
+        lambda x: conv.conv_general_dilated(x, jnp.zeros((4, c, 3, 3)), (1, 1), pad,
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW")), jnp.zeros((2, c, 8, 8)))
 
 
 def test_nnx_convs_use_the_dispatch_and_keep_their_numbers(monkeypatch):
-    """conv2d (im2col at 4×4) and frame_conv (XLA, 3-D) equal lax on their own parameters."""
+    """conv2d (im2col at 4×4, wide) and frame_conv (XLA, 3-D) equal lax on their own parameters."""
+    monkeypatch.setattr(conv, "IM2COL_MIN_CHANNELS", 6)  # read at trace time: a narrow layer takes the matmul path
     dt = DTypes(jnp.float32, jnp.float32)
     with nnx.use_eager_sharding(False):
         layer = conv2d(6, 5, dt=dt, rngs=nnx.Rngs(0))
@@ -78,7 +83,7 @@ def test_nnx_convs_use_the_dispatch_and_keep_their_numbers(monkeypatch):
     assert "conv_general_dilated" not in _primitives(lambda x: layer(x), x)
     want = _lax(x, layer.kernel[...], ((1, 1), (1, 1))) + layer.bias[...]
     np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(conv, "IM2COL_MAX_PIXELS", 0)  # read at trace time: 0 turns the matmul path off
+    monkeypatch.setattr(conv, "IM2COL_MAX_PIXELS", 0)  # 0 turns the matmul path off
     assert "conv_general_dilated" in _primitives(lambda x: layer(x), x)
 
     v = jnp.zeros((1, 3, 2, 2, 6))

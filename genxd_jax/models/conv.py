@@ -5,8 +5,11 @@ lowest levels (12 frames, 1280–2560 channels) `lax.conv_general_dilated` takes
 shifted windows into (N·H·W, 9·C) patches and doing one matmul takes 16 ms (benchmarks/README.md, "CPU ops
 against PyTorch"). On larger maps the patches no longer fit in cache and XLA's convolution is faster, so
 `conv_general_dilated` below takes the matmul path only where it was measured to win: default backend CPU, a 2-D
-channels-last convolution with stride 1, no dilation, one feature group, and at most `IM2COL_MAX_PIXELS` output
-positions per image. Everything else, and every GPU/TPU convolution, goes to XLA unchanged.
+channels-last convolution with stride 1, no dilation, one feature group, at most `IM2COL_MAX_PIXELS` output
+positions per image and at least `IM2COL_MIN_CHANNELS` input channels. With few channels the matmul is slower
+(512 channels at 8²: 32 against 19 ms) and the concatenation costs 0.1–0.3 s more to compile per convolution.
+Everything else, and every GPU/TPU convolution, goes to XLA unchanged. The limits are read when a function is
+traced: setting `IM2COL_MAX_PIXELS = 0` before `jax.jit` turns the matmul path off.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 IM2COL_MAX_PIXELS = 64  # 8×8: measured to win at 8² and 4², to lose at 16² and 32² (2-core Zen CPU, float32)
+IM2COL_MIN_CHANNELS = 640  # measured to win from 640 input channels (the UNet's 8² and 4² levels), to lose at 512
 
 
 def _is_nhwc(dimension_numbers, ndim: int) -> bool:
@@ -61,7 +65,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
                          rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None, preferred_element_type=None,
                          out_sharding=None) -> jax.Array:
-    """`lax.conv_general_dilated`, with small stride-1 2-D convolutions on the CPU done by `im2col_conv`."""
+    """`lax.conv_general_dilated`; on the CPU, small wide stride-1 2-D convolutions by `im2col_conv` (see above)."""
     explicit_padding = not isinstance(padding, str)
     if (jax.default_backend() == "cpu" and explicit_padding and out_sharding is None
             and _is_nhwc(dimension_numbers, lhs.ndim) and _ones(window_strides) and _ones(lhs_dilation)
@@ -69,7 +73,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
         (top, bottom), (left, right) = padding
         kh, kw = rhs.shape[:2]
         out_pixels = (lhs.shape[1] + top + bottom - kh + 1) * (lhs.shape[2] + left + right - kw + 1)
-        if kh * kw > 1 and out_pixels <= IM2COL_MAX_PIXELS:
+        if kh * kw > 1 and out_pixels <= IM2COL_MAX_PIXELS and lhs.shape[3] >= IM2COL_MIN_CHANNELS:
             return im2col_conv(lhs, rhs, padding, precision=precision, preferred_element_type=preferred_element_type)
     kwargs = {} if out_sharding is None else {"out_sharding": out_sharding}
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
