@@ -27,7 +27,7 @@ from genxd_jax.data.cameras import normalise_poses
 from genxd_jax.data.errors import BadSceneError
 from genxd_jax.data.images import load_frame, square_image
 from genxd_jax.data.motion import flow_motion_proxy
-from genxd_jax.data.sampling import choose_context, choose_frames
+from genxd_jax.data.sampling import choose_views
 from genxd_jax.data.scene import INDICATOR_3D, Scene
 
 BAD_KEY = "_bad"
@@ -54,25 +54,10 @@ def build_example(
 
     ``indices`` (F,) and ``context_mask`` (F,) bool, when given, replace the random choices (evaluation).
     """
-    if indices is None:
-        idx = choose_frames(
-            rng,
-            len(scene),
-            num_frames,
-            indicator=indicator,
-            view_sampling=view_sampling,
-            closed_orbit=scene.closed_orbit,
-            max_stride=frame_stride,
-            orbit_max_stride=orbit_max_stride,
-        )
-    else:
-        idx = np.asarray(indices, dtype=np.int64)
-    if context_mask is None:
-        mask = choose_context(
-            rng, num_frames, single_view_ratio=single_view_ratio, max_context_views=max_context_views
-        )
-    else:
-        mask = np.asarray(context_mask, dtype=bool)
+    idx, mask = choose_views(rng, len(scene), closed_orbit=scene.closed_orbit, num_frames=num_frames,
+                             indicator=indicator, view_sampling=view_sampling, frame_stride=frame_stride,
+                             orbit_max_stride=orbit_max_stride, single_view_ratio=single_view_ratio,
+                             max_context_views=max_context_views, indices=indices, context_mask=context_mask)
     mode = (
         "pad"
         if square_mode == "crop" and pad_probability > 0 and rng.random() < pad_probability

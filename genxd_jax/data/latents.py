@@ -48,7 +48,7 @@ from genxd_jax.data.cameras import normalise_poses
 from genxd_jax.data.errors import BadSceneError
 from genxd_jax.data.images import load_frame, square_image
 from genxd_jax.data.motion import flow_motion_proxy
-from genxd_jax.data.sampling import choose_context, choose_frames
+from genxd_jax.data.sampling import choose_views
 from genxd_jax.data.scene import INDICATOR_3D, Scene
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,8 @@ def build_latent_example(
     context_mask: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The latent counterpart of :func:`genxd_jax.data.example.build_example`: the same random draws in the
-    same order (so one seed picks the same frames and context views), with ``latent_mean`` and
+    same order (both call :func:`genxd_jax.data.sampling.choose_views`, so one seed picks the same frames and
+    context views), with ``latent_mean`` and
     ``latent_logvar`` (F, S/8, S/8, 4) float32 in place of ``images``."""
     if square_mode != "crop" or pad_probability > 0:
         raise LatentDataError("latents are encoded from centre crops: config.data.square_mode must be 'crop' and "
@@ -326,17 +327,10 @@ def build_latent_example(
     if scene.resolution != resolution:
         raise LatentDataError(f"scene {scene.name} was encoded at {scene.resolution}, config.data.resolution is "
                               f"{resolution}")
-    if indices is None:
-        idx = choose_frames(rng, len(scene), num_frames, indicator=indicator, view_sampling=view_sampling,
-                            closed_orbit=scene.closed_orbit, max_stride=frame_stride,
-                            orbit_max_stride=orbit_max_stride)
-    else:
-        idx = np.asarray(indices, dtype=np.int64)
-    if context_mask is None:
-        mask = choose_context(rng, num_frames, single_view_ratio=single_view_ratio,
-                              max_context_views=max_context_views)
-    else:
-        mask = np.asarray(context_mask, dtype=bool)
+    idx, mask = choose_views(rng, len(scene), closed_orbit=scene.closed_orbit, num_frames=num_frames,
+                             indicator=indicator, view_sampling=view_sampling, frame_stride=frame_stride,
+                             orbit_max_stride=orbit_max_stride, single_view_ratio=single_view_ratio,
+                             max_context_views=max_context_views, indices=indices, context_mask=context_mask)
     ref = int(np.argmax(mask))
     c2w, _ = normalise_poses(scene.c2w[idx], ref, scene.scene_scale)
     if indicator == INDICATOR_3D:

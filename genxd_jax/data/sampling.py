@@ -65,3 +65,36 @@ def choose_context(
     mask = np.zeros(f, dtype=bool)
     mask[rng.choice(f, size=k, replace=False)] = True
     return mask
+
+
+def choose_views(
+    rng: np.random.Generator,
+    scene_length: int,
+    *,
+    closed_orbit: bool,
+    num_frames: int,
+    indicator: int,
+    view_sampling: str,
+    frame_stride: int,
+    orbit_max_stride: int,
+    single_view_ratio: float,
+    max_context_views: int,
+    indices: np.ndarray | None = None,
+    context_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames (F,) int64 of a scene of ``scene_length`` frames and their context mask (F,) bool.
+
+    Frames are drawn first, then the context, so every example builder that calls this makes the same draws in
+    the same order for one seed. ``indices`` / ``context_mask``, when given, replace the draw (evaluation).
+    """
+    if indices is None:
+        idx = choose_frames(rng, scene_length, num_frames, indicator=indicator, view_sampling=view_sampling,
+                            closed_orbit=closed_orbit, max_stride=frame_stride, orbit_max_stride=orbit_max_stride)
+    else:
+        idx = np.asarray(indices, dtype=np.int64)
+    if context_mask is None:
+        mask = choose_context(rng, num_frames, single_view_ratio=single_view_ratio,
+                              max_context_views=max_context_views)
+    else:
+        mask = np.asarray(context_mask, dtype=bool)
+    return idx, mask
